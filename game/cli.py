@@ -1,7 +1,133 @@
-"""Command-line interface (placeholder until its issue lands)."""
+"""``hiverl train`` and ``hiverl evaluate``: run a hive on this machine, replay a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 
+def _cli_overrides(
+    env: str | None,
+    workers: int | None,
+    envs_per_worker: int | None,
+    steps: int | None,
+    seed: int | None,
+    device: str | None,
+    session: str | None,
+    assignments: list[str] | None,
+) -> dict[str, Any]:
+    from hiverl.config import deep_update, parse_assignments
+
+    overrides: dict[str, Any] = parse_assignments(assignments or [])
+    flags = {
+        "env_id": env,
+        "workers": workers,
+        "envs_per_worker": envs_per_worker,
+        "total_steps": steps,
+        "seed": seed,
+        "device": device,
+        "session_id": session,
+    }
+    deep_update(overrides, {k: v for k, v in flags.items() if v is not None})
+    return overrides
+
+
+def train(
+    env: Annotated[
+        str | None, typer.Option("--env", help="gymnasium id, e.g. CartPole-v1, ALE/Pong-v5.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes sharing the memory.")] = None,
+    envs_per_worker: Annotated[int | None, typer.Option(help="Vectorized envs per worker.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Env steps per worker (total_steps).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Base seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML or YAML settings file.")] = None,
+    session: Annotated[str | None, typer.Option(help="Session id (default: a new one).")] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue session SESSION from its checkpoints and counters.")
+    ] = None,
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any setting, e.g. --set agent.lr=0.001 --set worker_overrides.0.seed=5."),
+    ] = None,
+    live: Annotated[bool, typer.Option(help="Live per-worker table.")] = True,
+    print_config: Annotated[bool, typer.Option(help="Print the resolved settings and exit.")] = False,
+) -> None:
+    """Train a hive: N worker processes sharing one prioritized replay memory on Redis.
+
+    Settings resolve as defaults < --config file < CONFIG_* env vars < flags (see docs/training.md).
+    """
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    from game.trainer import Trainer, ensure_redis
+    from hiverl.config import ConfigError, config_from_dict, deep_update, load_config
+    from hiverl.endpoints import redact
+
+    console = Console()
+    try:
+        overrides = _cli_overrides(env, workers, envs_per_worker, steps, seed, device, session, assignments)
+        if resume is not None:
+            stored = Trainer.load_session(
+                load_config(config, {k: v for k, v in overrides.items() if k == "run_dir"}).run_dir, resume
+            ).to_json_dict()
+            deep_update(stored, overrides)
+            stored["session_id"] = resume
+            resolved = config_from_dict(stored)
+        else:
+            resolved = load_config(config, overrides)
+    except ConfigError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    console.print(Syntax(resolved.to_yaml(), "yaml", theme="ansi_dark", background_color="default"))
+    if print_config:
+        return
+    redis_url = ensure_redis(console)
+    trainer = Trainer(resolved, redis_url=redis_url, resume=resume is not None, console=console, live=live)
+    console.print(
+        f"session [bold]{trainer.session_id}[/bold] · memory {redact(redis_url)} · "
+        f"runs {trainer.run_folder} · models {trainer.model_folder}"
+    )
+    result = trainer.run()
+    console.print(trainer.table(title=f"summary · {result.status} · {result.wall_s:.0f} s"))
+    console.print(f"resume with: hiverl train --resume {result.session_id}")
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+def evaluate(
+    checkpoint: Annotated[Path, typer.Option(help="A worker-<i>.pt or latest.pt checkpoint.")],
+    episodes: Annotated[int, typer.Option(min=1, help="Greedy episodes to play.")] = 10,
+    video: Annotated[Path | None, typer.Option(help="Record the first episode to this .mp4.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the evaluation envs.")] = 12345,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
+) -> None:
+    """Play greedy episodes with a checkpoint; print the returns (and record a video)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from game.evaluate import evaluate_checkpoint
+
+    console = Console()
+    if not checkpoint.exists():
+        console.print(f"[red]checkpoint {checkpoint} does not exist[/red]")
+        raise typer.Exit(2)
+    result = evaluate_checkpoint(checkpoint, episodes=episodes, video=video, seed=seed, device=device)
+    table = Table(title=f"{result.env_id} · {checkpoint}")
+    table.add_column("episode", justify="right")
+    table.add_column("return", justify="right")
+    table.add_column("length", justify="right")
+    for i, (ret, length) in enumerate(zip(result.returns, result.lengths, strict=True)):
+        table.add_row(str(i), f"{ret:.1f}", str(length))
+    console.print(table)
+    console.print(f"mean return {result.mean_return:.2f} ± {result.std_return:.2f} over {episodes} episodes")
+    if video is not None:
+        console.print(f"video: {video}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this component's top-level commands to the ``hiverl`` app."""
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)

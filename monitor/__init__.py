@@ -1,0 +1,1 @@
+"""The memory monitor service: replay memory statistics → the ``memory_monitoring`` topic."""

@@ -1,0 +1,15 @@
+"""Telemetry: the Kafka producer sink, topic admin, the event schema, index templates and the indexer.
+
+* :class:`KafkaSink` — the :class:`hiverl.events.EventSink` workers and the monitor publish to;
+* :mod:`hiverl.telemetry.schema` — the versioned event schema (one table of fields);
+* :class:`Indexer` — ``hiverl index``: Kafka → Elasticsearch, exactly once per record.
+
+See ``docs/telemetry.md``. Submodules import kafka-python and the Elasticsearch client lazily.
+"""
+
+from hiverl.telemetry.config import TelemetryConfig
+from hiverl.telemetry.indexer import Indexer, IndexerStats
+from hiverl.telemetry.kafka_sink import KafkaSink, SinkStats
+from hiverl.telemetry.spool import Spool
+
+__all__ = ["Indexer", "IndexerStats", "KafkaSink", "SinkStats", "Spool", "TelemetryConfig"]

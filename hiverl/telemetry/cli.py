@@ -1,7 +1,69 @@
-"""Command-line interface (placeholder until its issue lands)."""
+"""``hiverl index``: run the indexer (Kafka topics → Elasticsearch), or only set up topics and templates."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Annotated
 
 import typer
 
+from hiverl.endpoints import Endpoints, redact
+
+
+def index(
+    group_id: Annotated[str | None, typer.Option(help="Kafka consumer group (default from config)")] = None,
+    prefix: Annotated[str | None, typer.Option(help="index/alias/template name prefix")] = None,
+    report_every: Annotated[float, typer.Option(help="seconds between status lines (with lag)")] = 30.0,
+    setup_only: Annotated[
+        bool, typer.Option("--setup-only", help="create missing topics and put index templates, then exit")
+    ] = False,
+) -> None:
+    """Bulk-index the training_log and memory_monitoring topics into Elasticsearch (exactly once per
+    record: ids from topic, partition and offset; offsets committed after each bulk)."""
+    from elasticsearch import Elasticsearch
+
+    from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
+    from hiverl.telemetry.admin import ensure_topics
+    from hiverl.telemetry.config import TelemetryConfig
+    from hiverl.telemetry.elastic import ensure_templates
+    from hiverl.telemetry.indexer import Indexer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+    endpoints = Endpoints()
+    overrides: dict[str, object] = {"stats_interval_s": report_every}
+    if prefix is not None:
+        overrides["index_prefix"] = prefix
+    config = TelemetryConfig(**overrides)  # type: ignore[arg-type]
+    if setup_only:
+        created = ensure_topics(
+            endpoints.kafka_bootstrap_servers, [TRAINING_LOG_TOPIC, MEMORY_MONITORING_TOPIC], config
+        )
+        es = Elasticsearch(endpoints.elasticsearch_url, request_timeout=30)
+        names = ensure_templates(es, config.index_prefix)
+        typer.echo(f"topics created: {created or 'none (all present)'}; index templates: {', '.join(names)}")
+        return
+    typer.echo(
+        f"indexing {TRAINING_LOG_TOPIC}, {MEMORY_MONITORING_TOPIC} from {endpoints.kafka_bootstrap_servers} "
+        f"into {redact(endpoints.elasticsearch_url)} (prefix {config.index_prefix!r})"
+    )
+    indexer = Indexer(
+        endpoints.kafka_bootstrap_servers, endpoints.elasticsearch_url, config, group_id=group_id
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        indexer.run(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        typer.echo(f"indexer stopped: {indexer.report()}")
+        indexer.close()
+
 
 def register(app: typer.Typer) -> None:
-    """Add this component's top-level commands to the ``hiverl`` app."""
+    """Add ``hiverl index`` to the ``hiverl`` app."""
+    app.command("index")(index)

@@ -1,0 +1,157 @@
+"""Pong on one GPU: a hive of >= 4 workers sharing one memory, each learning on CUDA.
+
+Runs ``ALE/Pong-v5`` (DQN preprocessing, 4x84x84 uint8 stacks) with ``--workers`` worker processes
+of ``--envs-per-worker`` envs each, Ape-X exploration ladder, every worker's network on the GPU,
+for at most ``--minutes`` of wall clock. Reports the return curve (true game scores, mean of the
+last 20 games over all workers), the minutes until it first reaches 18, and a PNG. Target: mean
+return >= 18 within 25 minutes. Never in CI; needs an NVIDIA GPU (``--device cpu`` only to check
+the script quickly).
+
+Usage: ``python bench/pong_gpu.py [--workers 4] [--minutes 25]``; last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from game.trainer import Trainer, ensure_redis
+from hiverl.config import deep_update, load_config, parse_assignments
+
+TARGET = 18.0
+WINDOW = 20
+
+# Settings for Pong (Rainbow/Ape-X-like): n = 3, Adam 1e-4, target copy every 2,000 updates,
+# replay ratio of one batch of 64 per 4 env steps per worker.
+PONG: dict[str, Any] = {
+    "env_id": "ALE/Pong-v5",
+    "device": "cuda",
+    "torch_threads": 2,
+    "checkpoint_interval": 250_000,
+    "stats_interval_s": 10.0,
+    "memory": {"capacity": 400_000, "alpha": 0.6},
+    "agent": {
+        "lr": 1e-4,
+        "adam_eps": 1.5e-4,
+        "gamma": 0.99,
+        "n_step": 3,
+        "batch_size": 64,
+        "learning_starts": 20_000,
+        "train_interval": 4,
+        "updates_per_train": 1,
+        "target_update_interval": 2_000,
+        "max_grad_norm": 10.0,
+        "insert_batch": 64,
+    },
+    "exploration": {"schedule": "ladder", "ladder_epsilon": 0.4, "ladder_alpha": 7.0},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--envs-per-worker", type=int, default=4)
+    parser.add_argument("--minutes", type=float, default=25.0)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("var/bench/pong_gpu"))
+    parser.add_argument("--set", action="append", default=[], help="extra setting, e.g. agent.lr=0.0002")
+    args = parser.parse_args()
+    if args.workers < 4:
+        parser.error("--workers must be >= 4 (a hive)")
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("no CUDA device: this benchmark needs an NVIDIA GPU (use --device cpu to smoke-test)")
+
+    settings: dict[str, Any] = json.loads(json.dumps(PONG))
+    deep_update(
+        settings,
+        {
+            "workers": args.workers,
+            "envs_per_worker": args.envs_per_worker,
+            "total_steps": 50_000_000,  # bounded by --minutes instead
+            "seed": args.seed,
+            "device": args.device,
+            "run_dir": str(args.out / "runs"),
+            "model_dir": str(args.out / "models"),
+            "memory": {"key_prefix": f"bench-{secrets.token_hex(4)}:"},
+        },
+    )
+    deep_update(settings, parse_assignments(args.set))
+    config = load_config(overrides=settings)
+    redis_url = ensure_redis()
+    trainer = Trainer(config, redis_url=redis_url, live=sys.stdout.isatty())
+    timer = threading.Timer(args.minutes * 60, trainer.stop)
+    timer.daemon = True
+    timer.start()
+    started = time.time()
+    result = trainer.run()
+    timer.cancel()
+
+    games = []  # (seconds since start, worker, score)
+    for line in (result.run_folder / "events.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event["event_type"] == "episode":
+            games.append((event["event_time"] - started, event["worker_index"], event["episode_return"]))
+    games.sort()
+    curve = []
+    reached_s = None
+    for k in range(1, len(games) + 1):
+        mean = float(np.mean([g[2] for g in games[max(0, k - WINDOW) : k]]))
+        curve.append((games[k - 1][0], mean))
+        if reached_s is None and k >= WINDOW and mean >= TARGET:
+            reached_s = games[k - 1][0]
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if curve:
+        ax.plot([t / 60 for t, _ in curve], [m for _, m in curve])
+    ax.axhline(TARGET, color="k", ls="--", lw=0.8)
+    ax.set_xlabel("minutes")
+    ax.set_ylabel(f"mean score, last {WINDOW} games (all workers)")
+    ax.set_title(f"Pong · {args.workers} workers x {args.envs_per_worker} envs · {args.device}")
+    png = args.out / "pong_gpu.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+
+    for view in result.workers:
+        print(
+            f"worker {view.index}: {view.env_steps:,} env steps, {view.updates:,} updates, "
+            f"{view.episodes} games, mean {view.mean_return_100}"
+        )
+    summary = {
+        "workers": args.workers,
+        "envs_per_worker": args.envs_per_worker,
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device,
+        "games": len(games),
+        "final_mean_return": curve[-1][1] if curve else None,
+        "best_mean_return": max((m for _, m in curve[WINDOW - 1 :]), default=None),
+        "minutes_to_18": None if reached_s is None else reached_s / 60,
+        "env_steps_total": sum(view.env_steps for view in result.workers),
+        "updates_total": sum(view.updates for view in result.workers),
+        "return_curve": [(round(t / 60, 2), round(m, 2)) for t, m in curve[:: max(1, len(curve) // 100)]],
+        "wall_clock_s": result.wall_s,
+        "plot": str(png),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Kibana dashboards as code: saved objects (``hiverl.ndjson``) and their one-shot importer."""

@@ -1,0 +1,116 @@
+// Live view: picks a session and a time range, polls /api/live/series, updates the charts in place.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const picker = document.getElementById("session-picker");
+  const rangePicker = document.getElementById("range-picker");
+  const follow = document.getElementById("live-follow");
+  const info = document.getElementById("live-info");
+  const charts = {
+    ret: hive.lineChart(document.getElementById("chart-return"), { yLabel: "return" }),
+    loss: hive.lineChart(document.getElementById("chart-loss"), { yLabel: "loss" }),
+    epsilon: hive.lineChart(document.getElementById("chart-epsilon"), { yLabel: "ε" }),
+    steps: hive.lineChart(document.getElementById("chart-steps"), { yLabel: "steps/s" }),
+    updates: hive.lineChart(document.getElementById("chart-updates"), { yLabel: "updates/s" }),
+    memory: hive.lineChart(document.getElementById("chart-memory"), { yLabel: "transitions" }),
+    rates: hive.lineChart(document.getElementById("chart-rates"), { yLabel: "per s" }),
+  };
+  charts.memory.options.scales.y2 = { position: "right", title: { display: true, text: "bytes" },
+    grid: { drawOnChartArea: false }, ticks: { callback: (v) => hive.formatNumber(v) } };
+
+  const params = new URLSearchParams(location.search);
+  let wanted = params.get("session") || "";
+  let busy = false;
+
+  function perWorker(series, opts = {}) {
+    return Object.keys(series || {}).sort((a, b) => Number(a) - Number(b)).map((worker) => ({
+      label: `worker ${worker}`, points: series[worker], color: hive.color(Number(worker)), ...opts,
+    }));
+  }
+
+  async function loadSessions() {
+    const { ok, data } = await hive.get("/api/live/sessions");
+    if (!ok) return;
+    hive.reportDown("live-sessions", data.down);
+    const running = data.running || [];
+    const ids = new Set();
+    const options = [];
+    for (const s of running) {
+      ids.add(s.session_id);
+      options.push([s.session_id, `● ${s.session_id}${s.env_id ? " · " + s.env_id : ""} (running)`]);
+    }
+    for (const s of data.recent || []) {
+      if (ids.has(s.session_id)) continue;
+      ids.add(s.session_id);
+      options.push([s.session_id, `${s.session_id}${s.env_id ? " · " + s.env_id : ""} (${s.status || "?"})`]);
+    }
+    if (wanted && !ids.has(wanted)) options.unshift([wanted, wanted]);
+    const current = picker.value || wanted || (options[0] && options[0][0]) || "";
+    picker.replaceChildren(...(options.length ? options : [["", "(no session yet)"]]).map(([value, text]) => {
+      const o = document.createElement("option");
+      o.value = value; o.textContent = text; return o;
+    }));
+    picker.value = current;
+    document.getElementById("running-list").textContent = running.length
+      ? `Running now: ${running.map((s) => s.session_id).join(", ")}` : "No session is running.";
+  }
+
+  async function refresh() {
+    const sessionId = picker.value;
+    if (!sessionId || busy) return;
+    busy = true;
+    try {
+      const range = rangePicker.value;
+      const query = new URLSearchParams({ session_id: sessionId, points: "300" });
+      if (range !== "session") query.set("last_s", range);
+      const { ok, status, data } = await hive.get("/api/live/series?" + query);
+      if (!ok) {
+        hive.reportDown("live", data.down || {});
+        info.textContent = status === 503 ? "Elasticsearch is down: no live telemetry." : (data.detail || "error");
+        return;
+      }
+      hive.reportDown("live", data.down);
+      const w = data.workers;
+      let count = 0;
+      count += hive.setSeries(charts.ret, [
+        ...perWorker(w.episode_return, { showLine: false, pointRadius: 1.5, borderWidth: 0 }).map((s) => ({ ...s, label: s.label + " return" })),
+        ...perWorker(w.episode_return_ma, { borderWidth: 2 }).map((s) => ({ ...s, label: s.label + " avg" })),
+      ]);
+      count += hive.setSeries(charts.loss, perWorker(w.loss));
+      count += hive.setSeries(charts.epsilon, perWorker(w.epsilon));
+      count += hive.setSeries(charts.steps, perWorker(w.env_steps_per_s));
+      count += hive.setSeries(charts.updates, perWorker(w.updates_per_s));
+      const m = data.memory;
+      count += hive.setSeries(charts.memory, [
+        { label: "size", points: m.size, color: hive.color(0) },
+        { label: "bytes", points: m.bytes_used, color: hive.color(1), yAxisID: "y2" },
+      ]);
+      count += hive.setSeries(charts.rates, [
+        { label: "insert/s", points: m.insert_rate, color: hive.color(2) },
+        { label: "sample/s", points: m.sample_rate, color: hive.color(3) },
+      ]);
+      document.getElementById("live-empty").hidden = data.event_count > 0;
+      info.textContent = `${data.event_count.toLocaleString()} events · bucket ${(data.interval_ms / 1000).toFixed(0)} s · updated ${hive.formatTime(Date.now())}`;
+      info.dataset.events = String(data.event_count);
+      info.dataset.points = String(count);
+    } finally {
+      busy = false;
+    }
+  }
+
+  picker.addEventListener("change", () => {
+    wanted = picker.value;
+    const url = new URL(location.href);
+    url.searchParams.set("session", wanted);
+    history.replaceState(null, "", url);
+    refresh();
+  });
+  rangePicker.addEventListener("change", refresh);
+
+  (async () => {
+    await loadSessions();
+    await refresh();
+  })();
+  setInterval(() => { if (follow.checked) refresh(); }, 3000);
+  setInterval(loadSessions, 10000);
+});

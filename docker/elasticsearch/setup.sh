@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One-shot of the compose stack, run after Elasticsearch is healthy (idempotent, safe to re-run):
+#   1. the password of the built-in kibana_system user (Kibana's own connection);
+#   2. the role hiverl_writer (telemetry indices "<prefix>*": all; cluster: monitor, templates, ILM)
+#      and the application user of every hiverl service and Logstash;
+#   3. the snapshot repository "hiverl-backups" on the es-snapshots volume (docs/persistence.md).
+set -euo pipefail
+es=http://elasticsearch:9200
+prefix="${HIVERL_TELEMETRY_INDEX_PREFIX:-hiverl-}"
+
+for name in ELASTIC_PASSWORD KIBANA_SYSTEM_PASSWORD HIVERL_ES_USER HIVERL_ES_PASSWORD; do
+  value="${!name:-}"
+  if [[ -z "$value" || "$value" =~ [^A-Za-z0-9._~-] ]]; then
+    echo "$name must be set and contain only letters, digits and . _ ~ - (see .env.example)" >&2
+    exit 2
+  fi
+  if [[ "$name" == *PASSWORD && ${#value} -lt 8 ]]; then
+    echo "$name must be at least 8 characters long" >&2
+    exit 2
+  fi
+done
+
+call() { curl -fsS -u "elastic:${ELASTIC_PASSWORD}" -H 'Content-Type: application/json' "$@"; echo; }
+
+for _ in $(seq 60); do
+  curl -fsS -u "elastic:${ELASTIC_PASSWORD}" "$es/_cluster/health?wait_for_status=yellow&timeout=5s" \
+    >/dev/null && break
+  sleep 2
+done
+
+echo "setting the kibana_system password"
+call -X POST "$es/_security/user/kibana_system/_password" -d "{\"password\": \"${KIBANA_SYSTEM_PASSWORD}\"}"
+
+echo "role hiverl_writer on ${prefix}*"
+call -X PUT "$es/_security/role/hiverl_writer" -d "{
+  \"cluster\": [\"monitor\", \"manage_index_templates\", \"manage_ilm\"],
+  \"indices\": [{\"names\": [\"${prefix}*\"], \"privileges\": [\"all\"]}]
+}"
+
+echo "user ${HIVERL_ES_USER}"
+call -X PUT "$es/_security/user/${HIVERL_ES_USER}" -d "{
+  \"password\": \"${HIVERL_ES_PASSWORD}\",
+  \"roles\": [\"hiverl_writer\"],
+  \"full_name\": \"hiverl services\"
+}"
+
+echo "snapshot repository hiverl-backups"
+chown 1000:0 /usr/share/elasticsearch/snapshots
+call -X PUT "$es/_snapshot/hiverl-backups" -d '{"type": "fs", "settings": {"location": "/usr/share/elasticsearch/snapshots"}}'
+echo "elasticsearch setup done"

@@ -1,0 +1,207 @@
+"""Environments: any gymnasium id with discrete actions, Atari with the standard DQN preprocessing.
+
+Atari (``ALE/...`` ids) is built as (inside to outside): the ALE env with ``frameskip=1`` ->
+:class:`gymnasium.wrappers.AtariPreprocessing` (no-op reset up to 30, frame skip 4 with max-pooling
+of the last two frames, 84x84 grayscale) -> episode statistics (true game score) ->
+:class:`EpisodicLife` (life loss ends the learning episode, the game continues) -> :class:`FireReset`
+-> reward clipping to {-1, 0, 1} -> :class:`gymnasium.wrappers.FrameStackObservation` (4 frames):
+observations are ``uint8 [4, 84, 84]``.
+
+Several envs per worker run in a :class:`gymnasium.vector.SyncVectorEnv` with
+``autoreset_mode=SAME_STEP``: when an env ends, ``step`` already returns the first observation of
+the next episode and the true last observation is in ``infos["final_obs"]`` -- the worker uses that
+one as the successor state, so no transition ever crosses an episode boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+
+def is_atari(env_id: str) -> bool:
+    return env_id.startswith("ALE/")
+
+
+def _register_atari() -> None:
+    import ale_py
+
+    gym.register_envs(ale_py)
+
+
+class EpisodicLife(gym.Wrapper[Any, Any, Any, Any]):
+    """Signal ``terminated`` on every life loss; only reset the game when it is really over.
+
+    The learner then treats a lost life as the end of its value horizon, while the game (and the
+    episode statistics recorded inside this wrapper) continue until the last life.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = bool(terminated or truncated)
+        lives = int(self.env.unwrapped.ale.lives())  # type: ignore[attr-defined]
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        if self.game_over or seed is not None:
+            obs, info = self.env.reset(seed=seed, options=options)
+        else:  # a life was lost: continue the same game with a no-op step
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset(seed=seed, options=options)
+        self.game_over = False
+        self.lives = int(self.env.unwrapped.ale.lives())  # type: ignore[attr-defined]
+        return obs, info
+
+
+class FireReset(gym.Wrapper[Any, Any, Any, Any]):
+    """Press FIRE after reset for games that wait for it (Breakout, Pong, ...)."""
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        super().__init__(env)
+        meanings = env.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
+        if len(meanings) < 3 or meanings[1] != "FIRE":
+            raise ValueError(f"FireReset needs FIRE as action 1 (actions: {meanings})")
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        for action in (1, 2):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                obs, info = self.env.reset(seed=seed, options=options)
+        return obs, info
+
+
+class RandomActionInjection(gym.ActionWrapper[Any, Any, Any]):
+    """With probability ``rate`` the env executes a uniformly random action instead of the agent's.
+
+    This is environment noise for robustness experiments: the agent still stores its own action.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any], rate: float, seed: int) -> None:
+        super().__init__(env)
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"random_action_rate must be in [0, 1] (got {rate})")
+        self.rate = rate
+        self.rng = np.random.default_rng(seed)
+
+    def action(self, action: Any) -> Any:
+        if self.rate > 0.0 and self.rng.random() < self.rate:
+            return self.env.action_space.sample()
+        return action
+
+
+def make_env(
+    env_id: str,
+    *,
+    seed: int,
+    training: bool = True,
+    random_action_rate: float = 0.0,
+    render_mode: str | None = None,
+) -> gym.Env[Any, Any]:
+    """One environment with the preprocessing the agent expects.
+
+    Args:
+        env_id: gymnasium id; ``ALE/...`` ids get the DQN Atari preprocessing.
+        seed: seeds the action space and the random-action injection (the env is seeded on reset).
+        training: Atari only: episodic life and reward clipping (off for evaluation).
+        random_action_rate: probability of replacing the agent's action by a random one.
+        render_mode: e.g. ``"rgb_array"`` for video recording.
+    """
+    if is_atari(env_id):
+        _register_atari()
+        env: gym.Env[Any, Any] = gym.make(
+            env_id,
+            frameskip=1,
+            repeat_action_probability=0.0,
+            full_action_space=False,
+            render_mode=render_mode,
+        )
+        env = gym.wrappers.AtariPreprocessing(
+            env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True
+        )
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+        if training:
+            env = EpisodicLife(env)
+        if "FIRE" in env.unwrapped.get_action_meanings():  # type: ignore[attr-defined]
+            env = FireReset(env)
+        if training:
+            env = gym.wrappers.TransformReward(env, lambda r: float(np.sign(float(r))))
+        env = gym.wrappers.FrameStackObservation(env, 4)
+    else:
+        env = gym.make(env_id, render_mode=render_mode)
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        raise ValueError(
+            f"env_id {env_id!r}: action space {env.action_space} is not Discrete (DQN needs one)"
+        )
+    if random_action_rate > 0.0:
+        env = RandomActionInjection(env, random_action_rate, seed)
+    env.action_space.seed(seed)
+    return env
+
+
+def make_vector_env(
+    env_id: str, *, num_envs: int, seed: int, random_action_rate: float = 0.0
+) -> SyncVectorEnv:
+    """``num_envs`` training envs stepping in lock-step, with SAME_STEP autoreset (see module doc)."""
+
+    def thunk(i: int) -> Callable[[], gym.Env[Any, Any]]:
+        return lambda: make_env(env_id, seed=seed + i, training=True, random_action_rate=random_action_rate)
+
+    return SyncVectorEnv([thunk(i) for i in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What the agent and the memory need to know about an environment."""
+
+    obs_shape: tuple[int, ...]
+    obs_dtype: str  # "float32" or "uint8"
+    n_actions: int
+
+
+def env_spec(env: gym.Env[Any, Any] | SyncVectorEnv) -> EnvSpec:
+    """Observation shape/dtype (the memory's ObservationSpec) and action count of ``env``."""
+    if isinstance(env, SyncVectorEnv):
+        obs_space = env.single_observation_space
+        action_space = env.single_action_space
+    else:
+        obs_space = env.observation_space
+        action_space = env.action_space
+    assert isinstance(action_space, gym.spaces.Discrete)
+    assert obs_space.shape is not None
+    dtype = "uint8" if obs_space.dtype == np.uint8 else "float32"
+    return EnvSpec(tuple(int(d) for d in obs_space.shape), dtype, int(action_space.n))
+
+
+def episode_stats(infos: dict[str, Any], env_index: int) -> tuple[float, int] | None:
+    """(return, length) of an episode that ended at this step in env ``env_index``, else None.
+
+    With SAME_STEP autoreset the statistics recorded by :class:`RecordEpisodeStatistics` are in
+    ``infos["final_info"]``. For Atari that is the whole game (all lives), unclipped.
+    """
+    final = infos.get("final_info")
+    if not final or "episode" not in final:
+        return None
+    mask = final.get("_episode")
+    if mask is not None and not mask[env_index]:
+        return None
+    return float(final["episode"]["r"][env_index]), int(final["episode"]["l"][env_index])

@@ -1,0 +1,477 @@
+"""One game worker: plays its envs, writes n-step transitions to the hive memory, learns from it.
+
+The loop, per vector step (``envs_per_worker`` env steps):
+
+1. act ε-greedily with the worker's own ε (linear decay or its rung of the Ape-X ladder);
+2. step the envs; with SAME_STEP autoreset the successor of a finished episode is
+   ``infos["final_obs"]``, never the next episode's reset observation;
+3. fold the step into the n-step windows; finished episodes become ``episode`` events;
+4. every ``insert_batch`` transitions: initial priorities from the worker's own |TD| (Ape-X), one
+   insert into the shared memory;
+5. every ``train_interval`` env steps, once the memory holds ``learning_starts`` transitions:
+   ``updates_per_train`` times sample a prioritized batch, take one Double-DQN step with the
+   importance weights, write the new priorities back;
+6. periodically a ``train_stats`` event and a checkpoint.
+
+On stop (the hive's stop event, SIGTERM) the worker inserts what it buffered, checkpoints and
+reports ``done``. A worker that finds its own checkpoint resumes from it (counters, networks,
+optimizer, RNG states); a new worker of a session warm-starts from the session's latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event as EventType
+from typing import Any
+
+import numpy as np
+import torch
+
+from game.checkpoints import ModelStore
+from game.dqn import DQNAgent, NStepAccumulator, NStepTransition, select_device
+from game.envs import env_spec, episode_stats, make_vector_env
+from hiverl.config import SessionConfig, config_from_dict
+from hiverl.events import TRAINING_LOG_TOPIC, envelope
+
+RETURN_WINDOW = 100  # episodes in the running mean return
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """Everything a worker process needs (picklable: passed through multiprocessing spawn)."""
+
+    index: int
+    session_id: str
+    config: Mapping[str, Any]  # the hive's resolved SessionConfig as JSON types
+    redis_url: str
+
+
+class QueueSink:
+    """EventSink that forwards events to the trainer process, which publishes them to the real sink."""
+
+    def __init__(self, queue: Queue[Any]) -> None:
+        self.queue = queue
+
+    def publish(self, topic: str, event: Mapping[str, Any]) -> None:
+        # A queue closed during shutdown must not stop the worker: telemetry is best effort.
+        with contextlib.suppress(ValueError, OSError):
+            self.queue.put(("event", topic, dict(event)))
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryPipeline:
+    """Talks to the memory from one background thread so learning overlaps with Redis round trips.
+
+    Inserts and priority updates are queued (fire and forget; errors surface on the next call);
+    the next prioritized sample is requested as soon as the current one is handed out, so it is
+    fetched while the learner computes (it therefore misses the newest priority update: one step
+    of staleness, as in Ape-X's prefetching learner). All calls run in order on one thread, so the
+    memory client is never used concurrently. ``blocked_s`` counts only the time the worker's
+    main thread waited for the memory.
+    """
+
+    def __init__(self, memory: Any, batch_size: int, seed: int) -> None:
+        self.memory = memory
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memory")
+        self.pending: deque[Future[Any]] = deque()
+        self.next_sample: Future[Any] | None = None
+        self.blocked_s = 0.0
+
+    def _check(self) -> None:
+        while self.pending and self.pending[0].done():
+            self.pending.popleft().result()  # re-raises a failed insert or update here
+
+    def _wait(self, future: Future[Any]) -> Any:
+        tick = time.perf_counter()
+        try:
+            return future.result()
+        finally:
+            self.blocked_s += time.perf_counter() - tick
+
+    def insert(self, batch: Any) -> None:
+        self._check()
+        self.pending.append(self.executor.submit(self.memory.insert, batch))
+
+    def update_priorities(self, indices: np.ndarray, generations: np.ndarray, priorities: np.ndarray) -> None:
+        self._check()
+        update = self.executor.submit(self.memory.update_priorities, indices, generations, priorities)
+        self.pending.append(update)
+
+    def size(self) -> int:
+        return int(self._wait(self.executor.submit(len, self.memory)))
+
+    def sample(self, beta: float) -> Any:
+        """A prioritized batch (prefetched with the previous call's beta), and prefetch the next."""
+        current = self.next_sample or self._request_sample(beta)
+        self.next_sample = self._request_sample(beta)
+        return self._wait(current)
+
+    def _request_sample(self, beta: float) -> Future[Any]:
+        return self.executor.submit(self.memory.sample, self.batch_size, beta, self.rng)
+
+    def drain(self) -> None:
+        """Wait for every queued insert and update (before a checkpoint or exit)."""
+        if self.next_sample is not None:
+            self._wait(self.next_sample)
+            self.next_sample = None
+        while self.pending:
+            self._wait(self.pending.popleft())
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self.executor.shutdown(wait=True)
+            self.memory.close()
+
+
+def memory_name(session_id: str, index: int, shared: bool) -> str:
+    """Name of the memory worker ``index`` uses: the hive's, or its own for private baselines."""
+    return f"hive-{session_id}" if shared else f"hive-{session_id}-w{index}"
+
+
+def stack_transitions(
+    transitions: list[NStepTransition], obs_dtype: str, worker_id: str, priorities: np.ndarray | None
+) -> Any:
+    """Build a replay_memory.TransitionBatch from n-step transitions."""
+    from replay_memory import TransitionBatch
+
+    return TransitionBatch(
+        obs=np.stack([t.obs for t in transitions]).astype(obs_dtype, copy=False),
+        actions=np.array([t.action for t in transitions], dtype=np.int64),
+        rewards=np.array([t.reward for t in transitions], dtype=np.float32),
+        next_obs=np.stack([t.next_obs for t in transitions]).astype(obs_dtype, copy=False),
+        discounts=np.array([t.discount for t in transitions], dtype=np.float32),
+        terminated=np.array([t.terminated for t in transitions], dtype=bool),
+        truncated=np.array([t.truncated for t in transitions], dtype=bool),
+        n_steps=np.array([t.n_steps for t in transitions], dtype=np.int32),
+        episode_ids=np.array([t.episode_id for t in transitions], dtype=np.int64),
+        step_indices=np.array([t.step_index for t in transitions], dtype=np.int64),
+        worker_id=worker_id,
+        priorities=priorities,
+    )
+
+
+class Worker:
+    """State and loop of one worker; :func:`run_worker` is the process entry point."""
+
+    def __init__(self, context: WorkerContext, messages: Queue[Any]) -> None:
+        from replay_memory import MemoryConfig, ObservationSpec, ReplayMemory
+
+        self.context = context
+        self.index = context.index
+        self.messages = messages
+        self.sink = QueueSink(messages)
+        hive = config_from_dict(context.config)
+        self.hive = hive
+        self.config: SessionConfig = hive.for_worker(self.index)
+        self.settings = self.config.agent
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
+        torch.set_num_threads(self.config.torch_threads)
+
+        # Counters (checkpointed).
+        self.env_steps = 0
+        self.episodes = 0
+        self.returns: deque[float] = deque(maxlen=RETURN_WINDOW)
+        self.seed = self.config.seed + 1000 * self.index
+        self.rng = np.random.default_rng(self.seed)
+        random.seed(self.seed)
+        torch.manual_seed(self.seed)
+
+        self.envs = make_vector_env(
+            self.config.env_id,
+            num_envs=self.config.envs_per_worker,
+            seed=self.seed,
+            random_action_rate=self.config.random_action_rate,
+        )
+        self.spec = env_spec(self.envs)
+        self.device = select_device(self.config.device)
+        self.agent = DQNAgent(self.spec.obs_shape, self.spec.n_actions, self.settings, self.device)
+        self.accumulator = NStepAccumulator(
+            self.config.envs_per_worker, self.settings.n_step, self.settings.gamma
+        )
+        self.store = ModelStore(self.config.model_dir, context.session_id)
+
+        memory_settings = hive.memory
+        memory = ReplayMemory.open(
+            context.redis_url,
+            MemoryConfig(
+                name=memory_name(context.session_id, self.index, memory_settings.shared),
+                capacity=memory_settings.capacity,
+                alpha=memory_settings.alpha,
+                shards=memory_settings.shards,
+                observation=ObservationSpec(shape=self.spec.obs_shape, dtype=self.spec.obs_dtype),
+                key_prefix=memory_settings.key_prefix,
+            ),
+        )
+        self.memory = MemoryPipeline(memory, self.settings.batch_size, self.seed + 1)
+        self.resumed_from: int | None = None
+        self.warm_started = False
+        self._restore()
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        own = self.store.load_worker(self.index, map_location=self.device)
+        if own is not None:
+            self.agent.load_state_dict(own["agent"])
+            counters = own["counters"]
+            self.env_steps = int(counters["env_steps"])
+            self.episodes = int(counters["episodes"])
+            self.returns.extend(float(r) for r in own["returns"])
+            self.rng.bit_generator.state = own["rng"]["numpy"]
+            self.memory.rng.bit_generator.state = own["rng"]["sample"]
+            torch.set_rng_state(own["rng"]["torch"])
+            random.setstate(_as_python_random_state(own["rng"]["python"]))
+            self.resumed_from = self.env_steps
+            return
+        latest = self.store.load_latest(map_location=self.device)
+        if latest is not None and latest.get("env_id") == self.config.env_id:
+            # A new worker joining the session: start from the hive's latest networks and optimizer,
+            # with its own fresh counters.
+            self.agent.load_state_dict(latest["agent"])
+            self.agent.updates = 0
+            self.warm_started = True
+
+    def checkpoint(self) -> None:
+        self.memory.drain()  # quiesce the memory thread: its sampling RNG state is saved too
+        state = {
+            "session_id": self.context.session_id,
+            "env_id": self.config.env_id,
+            "obs_shape": list(self.spec.obs_shape),
+            "obs_dtype": self.spec.obs_dtype,
+            "n_actions": self.spec.n_actions,
+            "config": self.config.to_json_dict(),
+            "agent": self.agent.state_dict(),
+            "counters": {
+                "env_steps": self.env_steps,
+                "episodes": self.episodes,
+                "updates": self.agent.updates,
+            },
+            "returns": list(self.returns),
+            "rng": {
+                "numpy": self.rng.bit_generator.state,
+                "sample": self.memory.rng.bit_generator.state,
+                "torch": torch.get_rng_state(),
+                "python": _python_random_state(),
+            },
+        }
+        path = self.store.save(self.index, state)
+        self._message("checkpoint", {"env_steps": self.env_steps, "path": str(path)})
+
+    # -- telemetry --------------------------------------------------------------------------------
+
+    def _message(self, kind: str, payload: dict[str, Any]) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self.messages.put((kind, self.index, payload))
+
+    def _event(self, event_type: str, **fields: Any) -> None:
+        self.sink.publish(
+            TRAINING_LOG_TOPIC,
+            envelope(
+                event_type,
+                session_id=self.context.session_id,
+                worker_index=self.index,
+                worker_id=self.worker_id,
+                env_id=self.config.env_id,
+                **fields,
+            ),
+        )
+
+    def epsilon(self) -> float:
+        return self.hive.epsilon(self.index, self.env_steps)
+
+    def mean_return(self) -> float | None:
+        return float(np.mean(self.returns)) if self.returns else None
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        config, settings = self.config, self.settings
+        self._message(
+            "started",
+            {"pid": os.getpid(), "resumed_from": self.resumed_from, "warm_started": self.warm_started},
+        )
+        num_envs = config.envs_per_worker
+        obs, _ = self.envs.reset(seed=self.seed + 7919 * self.episodes)
+        episode_ids = np.array([self.episodes * num_envs + i for i in range(num_envs)], dtype=np.int64)
+        next_episode_id = int(episode_ids.max()) + 1
+        episode_steps = np.zeros(num_envs, dtype=np.int64)
+        pending: list[NStepTransition] = []
+        min_size = max(settings.learning_starts, settings.batch_size)
+        learning = False
+        last_loss = float("nan")
+        last_return: float | None = None
+        started = last_stats = time.monotonic()
+        steps_at_stats, updates_at_stats, memory_at_stats = self.env_steps, self.agent.updates, 0.0
+        next_checkpoint = (self.env_steps // config.checkpoint_interval + 1) * config.checkpoint_interval
+        vector_steps = 0
+
+        while self.env_steps < config.total_steps and not should_stop():
+            # Step 1: act.
+            epsilon = self.epsilon()
+            actions = self.agent.act(obs, epsilon, self.rng)
+
+            # Step 2: step the envs (SAME_STEP autoreset: successors of ended episodes in final_obs).
+            next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+            prev_steps = self.env_steps
+            self.env_steps += num_envs
+            vector_steps += 1
+
+            # Step 3: n-step windows and finished episodes.
+            for i in range(num_envs):
+                done = bool(terminated[i] or truncated[i])
+                successor = infos["final_obs"][i] if done else next_obs[i]
+                pending += self.accumulator.push(
+                    i,
+                    obs[i],
+                    int(actions[i]),
+                    float(rewards[i]),
+                    successor,
+                    bool(terminated[i]),
+                    bool(truncated[i]),
+                    int(episode_ids[i]),
+                    int(episode_steps[i]),
+                )
+                episode_steps[i] += 1
+                if done:
+                    episode_steps[i] = 0
+                    episode_ids[i] = next_episode_id
+                    next_episode_id += 1
+                    stats = episode_stats(infos, i)
+                    if stats is not None:
+                        last_return = stats[0]
+                        self.returns.append(stats[0])
+                        self.episodes += 1
+                        self._event(
+                            "episode",
+                            episode=self.episodes,
+                            episode_return=stats[0],
+                            episode_length=stats[1],
+                            env_steps=self.env_steps,
+                            epsilon=epsilon,
+                            mean_return_100=self.mean_return(),
+                        )
+            obs = next_obs
+
+            # Step 4: insert with the worker's own TD errors as initial priorities (Ape-X).
+            if len(pending) >= settings.insert_batch:
+                self._insert(pending)
+                pending = []
+
+            # Step 5: learn from the hive's memory.
+            phases = self.env_steps // settings.train_interval - prev_steps // settings.train_interval
+            if not learning and vector_steps % 16 == 1:
+                learning = self.memory.size() >= min_size
+            if learning:
+                beta = settings.beta_start + (settings.beta_end - settings.beta_start) * min(
+                    1.0, self.env_steps / config.total_steps
+                )
+                for _ in range(phases * settings.updates_per_train):
+                    last_loss = self._learn(beta)
+
+            # Step 6: statistics and checkpoints.
+            now = time.monotonic()
+            if now - last_stats >= config.stats_interval_s:
+                elapsed = now - last_stats
+                self._event(
+                    "train_stats",
+                    env_steps=self.env_steps,
+                    updates=self.agent.updates,
+                    episodes=self.episodes,
+                    steps_per_s=(self.env_steps - steps_at_stats) / elapsed,
+                    updates_per_s=(self.agent.updates - updates_at_stats) / elapsed,
+                    memory_time_share=(self.memory.blocked_s - memory_at_stats) / elapsed,
+                    loss=last_loss,
+                    epsilon=epsilon,
+                    last_return=last_return,
+                    mean_return_100=self.mean_return(),
+                )
+                last_stats, steps_at_stats = now, self.env_steps
+                updates_at_stats, memory_at_stats = self.agent.updates, self.memory.blocked_s
+            if self.env_steps >= next_checkpoint:
+                self.checkpoint()
+                next_checkpoint += config.checkpoint_interval
+
+        # Shutdown: keep what was collected, checkpoint, report.
+        if pending:
+            self._insert(pending)
+        self.memory.drain()
+        self.checkpoint()
+        wall = time.monotonic() - started
+        self._message(
+            "done",
+            {
+                "env_steps": self.env_steps,
+                "updates": self.agent.updates,
+                "episodes": self.episodes,
+                "mean_return_100": self.mean_return(),
+                "last_return": last_return,
+                "wall_s": wall,
+                "memory_time_share": self.memory.blocked_s / wall if wall > 0 else 0.0,
+            },
+        )
+        self.envs.close()
+        self.memory.close()
+
+    def _insert(self, transitions: list[NStepTransition]) -> None:
+        """Insert with Ape-X initial priorities: the worker's own |TD| + eps for this very batch."""
+        batch = stack_transitions(transitions, self.spec.obs_dtype, self.worker_id, None)
+        td = self.agent.td_errors(batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.discounts)
+        batch.priorities = (td + self.settings.priority_eps).astype(np.float32)
+        self.memory.insert(batch)
+
+    def _learn(self, beta: float) -> float:
+        """One prioritized learning step with importance weights; new priorities written back."""
+        sample = self.memory.sample(beta)
+        result = self.agent.learn(
+            sample.obs, sample.actions, sample.rewards, sample.next_obs, sample.discounts, sample.weights
+        )
+        priorities = (result.td_abs + self.settings.priority_eps).astype(np.float32)
+        self.memory.update_priorities(sample.indices, sample.generations, priorities)
+        return result.loss
+
+
+def _python_random_state() -> list[Any]:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _as_python_random_state(stored: list[Any]) -> tuple[Any, ...]:
+    return (stored[0], tuple(stored[1]), stored[2])
+
+
+def run_worker(context: WorkerContext, messages: Queue[Any], stop: EventType) -> None:
+    """Process entry point: run one worker until its budget is spent or the hive stops."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer handles Ctrl-C and sets ``stop``
+    terminate = threading.Event()  # SIGTERM stops this worker only (checkpointing), not the hive
+    signal.signal(signal.SIGTERM, lambda *_: terminate.set())
+    try:
+        Worker(context, messages).run(lambda: stop.is_set() or terminate.is_set())
+    except BaseException:
+        messages.put(("error", context.index, traceback.format_exc()))
+        raise
+    finally:
+        # Let the queue's feeder thread deliver the last messages before the process exits.
+        if threading.current_thread() is threading.main_thread():
+            messages.close()
+            messages.join_thread()

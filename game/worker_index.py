@@ -1,0 +1,317 @@
+"""Claim a distinct worker index from Redis, so ``docker compose up --scale game=N`` needs no setup.
+
+Each replica of the ``game`` service is the same container with the same settings; the only thing
+that tells replicas apart is their host name. A replica claims the lowest free index of the hive
+(``0 .. workers - 1``) as a lease in Redis and keeps it while it runs:
+
+1. one Lua script, run atomically by Redis: if this holder already owns an index (a restarted
+   container keeps its host name), refresh and return it; else take the lowest free slot with
+   ``SET NX PX``; two replicas racing for the same slot cannot both win;
+2. a background thread renews the lease every ``lease_s / 3`` seconds (compare-and-expire: only
+   while the key still holds this holder's name);
+3. on a clean stop the lease is released (compare-and-delete); a crashed replica's lease expires
+   after ``lease_s`` seconds and a standby replica takes its index over.
+
+When every index is taken, :func:`claim_worker_index` waits (a standby replica) instead of failing,
+so scaling past ``workers`` never produces a restart loop.
+
+In a container (``compose.yaml``)::
+
+    python -m game.worker_index run -- hiverl worker   # claim, run the command with
+                                                       # HIVERL_WORKER_INDEX=<i>, keep the lease
+    python -m game.worker_index check                  # health check: this host holds an index
+
+The hive is ``CONFIG_SESSION_ID`` and its size ``CONFIG_WORKERS`` (the session settings,
+:mod:`hiverl.config`); Redis is ``REDIS_URL`` (:mod:`hiverl.endpoints`).
+
+Keys: ``{key_prefix}hiverl:{<hive>}:worker-index:<i>`` (one hash tag per hive, so the script also
+runs on a Redis Cluster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_CLAIM = """
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    return i - 1
+  end
+end
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return i - 1
+  end
+end
+return -1
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class WorkerIndexError(RuntimeError):
+    """No index could be claimed (wait time over) or the arguments are invalid."""
+
+
+def slot_key(hive: str, index: int, key_prefix: str = "") -> str:
+    """Redis key of worker slot ``index`` of ``hive``."""
+    return f"{key_prefix}hiverl:{{{hive}}}:worker-index:{index}"
+
+
+def _validate(hive: str, workers: int, holder: str, lease_s: float) -> None:
+    if not hive or any(c in hive for c in "{}"):
+        raise WorkerIndexError(f"hive={hive!r}: must be a non-empty name without braces")
+    if not 1 <= workers <= 4096:
+        raise WorkerIndexError(f"workers={workers}: allowed 1..4096")
+    if not holder:
+        raise WorkerIndexError("holder must be a non-empty string (e.g. the container's host name)")
+    if not lease_s >= 1.0:
+        raise WorkerIndexError(f"lease_s={lease_s}: must be >= 1 second")
+
+
+def try_claim(
+    client: Any, *, hive: str, workers: int, holder: str, lease_s: float = 30.0, key_prefix: str = ""
+) -> int | None:
+    """One atomic attempt: this holder's index, or the lowest free one, or None when all are taken.
+
+    Args:
+        client: a ``redis.Redis`` client.
+        hive: name shared by all replicas of one hive (e.g. the session id).
+        workers: number of indices, ``0 .. workers - 1``.
+        holder: unique name of this replica (its host name).
+        lease_s: lease duration in seconds; renew well before it ends.
+        key_prefix: prepended to the keys (isolates tests).
+    """
+    _validate(hive, workers, holder, lease_s)
+    keys = [slot_key(hive, i, key_prefix) for i in range(workers)]
+    index = int(client.eval(_CLAIM, len(keys), *keys, holder, int(lease_s * 1000)))
+    return None if index < 0 else index
+
+
+def claim_worker_index(
+    client: Any,
+    *,
+    hive: str,
+    workers: int,
+    holder: str | None = None,
+    lease_s: float = 30.0,
+    wait_s: float | None = None,
+    key_prefix: str = "",
+) -> int:
+    """Claim an index, waiting (as a standby) while all ``workers`` indices are taken.
+
+    Args:
+        holder: defaults to this machine's host name (a container's id under Docker).
+        wait_s: give up after this many seconds (None: wait forever).
+
+    Raises:
+        WorkerIndexError: invalid arguments, or no index became free within ``wait_s``.
+    """
+    holder = holder or socket.gethostname()
+    deadline = None if wait_s is None else time.monotonic() + wait_s
+    announced = False
+    while True:
+        index = try_claim(
+            client, hive=hive, workers=workers, holder=holder, lease_s=lease_s, key_prefix=key_prefix
+        )
+        if index is not None:
+            return index
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WorkerIndexError(
+                f"all {workers} worker indices of hive {hive!r} are taken; raise the hive's workers "
+                f"setting (CONFIG_WORKERS) or run fewer replicas"
+            )
+        if not announced:
+            log.warning("all %d worker indices of hive %r are taken: waiting as a standby", workers, hive)
+            announced = True
+        time.sleep(min(lease_s / 3, 5.0))
+
+
+def renew(client: Any, *, hive: str, index: int, holder: str, lease_s: float, key_prefix: str = "") -> bool:
+    """Extend the lease; False when this holder no longer owns ``index`` (it expired and was taken)."""
+    key = slot_key(hive, index, key_prefix)
+    return bool(client.eval(_RENEW, 1, key, holder, int(lease_s * 1000)))
+
+
+def release(client: Any, *, hive: str, index: int, holder: str, key_prefix: str = "") -> bool:
+    """Give the index back (only if this holder still owns it); True when it was released."""
+    return bool(client.eval(_RELEASE, 1, slot_key(hive, index, key_prefix), holder))
+
+
+def holder_of(client: Any, *, hive: str, index: int, key_prefix: str = "") -> str | None:
+    """Who holds ``index`` now (None: free)."""
+    value = client.get(slot_key(hive, index, key_prefix))
+    return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class WorkerLease:
+    """A claimed index kept alive by a background thread; use as a context manager.
+
+    ``lost`` is set when a renewal finds the index owned by someone else (this replica was cut off
+    from Redis longer than ``lease_s``): the worker should stop, so two replicas never share an index.
+    """
+
+    client: Any
+    hive: str
+    workers: int
+    holder: str = field(default_factory=socket.gethostname)
+    lease_s: float = 30.0
+    wait_s: float | None = None
+    key_prefix: str = ""
+    index: int = -1
+    lost: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> WorkerLease:
+        self.index = claim_worker_index(
+            self.client,
+            hive=self.hive,
+            workers=self.workers,
+            holder=self.holder,
+            lease_s=self.lease_s,
+            wait_s=self.wait_s,
+            key_prefix=self.key_prefix,
+        )
+        self._thread = threading.Thread(target=self._keep_alive, name="worker-index-lease", daemon=True)
+        self._thread.start()
+        return self
+
+    def _keep_alive(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                owned = renew(
+                    self.client,
+                    hive=self.hive,
+                    index=self.index,
+                    holder=self.holder,
+                    lease_s=self.lease_s,
+                    key_prefix=self.key_prefix,
+                )
+            except Exception as error:  # Redis briefly away: keep trying until the lease would end
+                log.warning("cannot renew worker index %d: %s", self.index, error)
+                continue
+            if not owned:
+                log.error("worker index %d of hive %r was lost to another replica", self.index, self.hive)
+                self.lost.set()
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if not self.lost.is_set():
+            try:
+                release(
+                    self.client,
+                    hive=self.hive,
+                    index=self.index,
+                    holder=self.holder,
+                    key_prefix=self.key_prefix,
+                )
+            except Exception as error:  # the lease expires by itself
+                log.warning("cannot release worker index %d: %s", self.index, error)
+
+
+WORKER_INDEX_ENV = "HIVERL_WORKER_INDEX"
+"""Environment variable that tells the worker command its claimed index."""
+HOLDER_ENV = "HIVERL_WORKER_HOLDER"
+"""Name of this replica (default: the host name, a container's id); set it to run several on one host."""
+
+
+def _holder() -> str:
+    return os.environ.get(HOLDER_ENV) or socket.gethostname()
+
+
+def _hive_settings() -> tuple[Any, str, int, str]:
+    """(Redis client, hive name, workers, key prefix) from the session settings and endpoints."""
+    import redis
+
+    from hiverl.config import load_config
+    from hiverl.endpoints import Endpoints
+
+    config = load_config()
+    if not config.session_id:
+        raise WorkerIndexError("CONFIG_SESSION_ID must be set: every replica of one hive uses the same id")
+    client = redis.Redis.from_url(Endpoints().redis_url, socket_timeout=10)
+    return client, config.session_id, config.workers, config.memory.key_prefix
+
+
+def _run(command: Sequence[str]) -> int:
+    if not command:
+        raise WorkerIndexError("run: give the worker command after --, e.g. run -- hiverl worker")
+    client, hive, workers, prefix = _hive_settings()
+    with WorkerLease(client, hive=hive, workers=workers, holder=_holder(), key_prefix=prefix) as lease:
+        log.info("worker index %d of %d (hive %r, holder %s)", lease.index, workers, hive, lease.holder)
+        child = subprocess.Popen(list(command), env={**os.environ, WORKER_INDEX_ENV: str(lease.index)})
+
+        def forward(signum: int, _frame: object) -> None:
+            child.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        while True:
+            try:
+                return child.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                if lease.lost.is_set():  # another replica owns the index now: never share it
+                    child.terminate()
+                    child.wait()
+                    return 75  # EX_TEMPFAIL: the restart policy starts a fresh claim
+
+
+def _check() -> int:
+    client, hive, workers, prefix = _hive_settings()
+    holder = _holder()
+    held = any(holder_of(client, hive=hive, index=i, key_prefix=prefix) == holder for i in range(workers))
+    return 0 if held else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``run -- COMMAND...`` or ``check``; see the module docstring."""
+    parser = argparse.ArgumentParser(prog="python -m game.worker_index", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="claim an index, run COMMAND with HIVERL_WORKER_INDEX set")
+    run.add_argument("worker_command", nargs=argparse.REMAINDER, help="-- then the worker command")
+    commands.add_parser("check", help="exit 0 when this host holds a worker index")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "check":
+            return _check()
+        command = list(args.worker_command)
+        return _run(command[1:] if command[:1] == ["--"] else command)
+    except WorkerIndexError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

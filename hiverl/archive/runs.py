@@ -1,0 +1,220 @@
+"""A session document from a run folder: archive a session trained without the archive.
+
+``hiverl train`` always writes ``<run_dir>/<session>/session.json`` (id, status, resolved config,
+git commit, package versions, per-worker status) and ``events.jsonl`` (every ``episode`` and
+``train_stats`` event). :func:`document_from_run` rebuilds the full archive document from them:
+totals, results (best, final, last-100 mean, steps to the env's solve threshold), the learning
+curve (mean return of the hive's last 100 episodes against hive env steps) and each worker's
+results. ``hiverl sessions from-run`` uses it, and so does ``scripts/make_sample_archive.sh``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+from collections import deque
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from hiverl.archive.document import (
+    MAX_CURVE_POINTS,
+    SessionDocument,
+    downsample_indices,
+    validate_document,
+)
+from hiverl.archive.facts import host_info
+
+#: The trainer's status words -> the archive's.
+STATUS_OF_RUN = {"completed": "finished", "finished": "finished", "stopped": "stopped", "failed": "crashed"}
+WINDOW = 100
+
+
+def solve_threshold(env_id: str) -> float | None:
+    """The env's ``reward_threshold`` from its gymnasium registration (None if unknown)."""
+    try:
+        import gymnasium
+
+        threshold = gymnasium.spec(env_id).reward_threshold
+    except Exception:  # not installed, not registered (a namespace's ROMs missing, ...)
+        return None
+    return None if threshold is None else float(threshold)
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    if isinstance(value, str):
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return None
+
+
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    """The run's events in time order; unreadable lines are skipped (a crash may cut the last one)."""
+    events = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(event, dict) and "event_type" in event:
+                events.append(event)
+    events.sort(key=lambda e: float(e.get("event_time", 0.0)))
+    return events
+
+
+def _results(returns: list[float], threshold: float | None) -> dict[str, Any]:
+    if not returns:
+        return {"solve_threshold": threshold}
+    tail = returns[-WINDOW:]
+    return {
+        "best_return": max(returns),
+        "final_return": returns[-1],
+        "last100_mean_return": sum(tail) / len(tail),
+        "solve_threshold": threshold,
+    }
+
+
+def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str = "") -> SessionDocument:
+    """The archive document of the run in ``folder`` (validated).
+
+    Args:
+        folder: ``<run_dir>/<session_id>`` with ``session.json`` and ``events.jsonl``.
+        tags: labels to attach.
+        name: human-readable name (default: the session id).
+    Raises:
+        FileNotFoundError: no ``session.json`` in ``folder``.
+        ArchiveValidationError: the rebuilt document is invalid.
+    """
+    folder = Path(folder)
+    session: Mapping[str, Any] = json.loads((folder / "session.json").read_text(encoding="utf-8"))
+    config: dict[str, Any] = dict(session.get("config") or {})
+    env_id = str(session.get("env_id") or config.get("env_id") or "")
+    threshold = solve_threshold(env_id)
+    events = _read_events(folder / "events.jsonl")
+
+    # Step 1: replay the episodes in time order, tracking the hive's env steps and rolling mean.
+    worker_steps: dict[int, int] = {}
+    worker_returns: dict[int, list[float]] = {}
+    window: deque[float] = deque(maxlen=WINDOW)
+    returns: list[float] = []
+    curve_steps: list[int] = []
+    curve_means: list[float] = []
+    curve_wall: list[float] = []
+    steps_to_threshold: int | None = None
+    first_time = float(events[0]["event_time"]) if events else 0.0
+    started = _time(session.get("started_at")) or _time(first_time) or dt.datetime.now(dt.UTC)
+    latest_stats: dict[int, Mapping[str, Any]] = {}
+    hosts: set[str] = set()
+    for event in events:
+        index = int(event.get("worker_index", 0))
+        worker_steps[index] = max(worker_steps.get(index, 0), int(event.get("env_steps") or 0))
+        if event.get("host"):
+            hosts.add(str(event["host"]))
+        if event["event_type"] == "train_stats":
+            latest_stats[index] = event
+        if event["event_type"] != "episode" or event.get("episode_return") is None:
+            continue
+        value = float(event["episode_return"])
+        returns.append(value)
+        worker_returns.setdefault(index, []).append(value)
+        window.append(value)
+        hive_steps = sum(worker_steps.values())
+        mean = sum(window) / len(window)
+        curve_steps.append(hive_steps)
+        curve_means.append(mean)
+        curve_wall.append(max(0.0, float(event["event_time"]) - started.timestamp()))
+        if (
+            steps_to_threshold is None
+            and threshold is not None
+            and len(window) == WINDOW
+            and mean >= threshold
+        ):
+            steps_to_threshold = hive_steps
+    keep = downsample_indices(len(curve_steps), MAX_CURVE_POINTS)
+
+    # Step 2: totals and per-worker results (the trainer's final per-worker status wins).
+    statuses = {int(w.get("index", i)): w for i, w in enumerate(session.get("workers_status") or [])}
+    indices = sorted(set(worker_steps) | set(statuses) | set(latest_stats))
+    worker_results: list[dict[str, Any]] = []
+    for index in indices:
+        status = statuses.get(index, {})
+        stats = latest_stats.get(index, {})
+        worker_results.append(
+            {
+                "worker_index": index,
+                "status": str(status.get("state", "")),
+                "restarts": int(status.get("restarts") or 0),
+                "totals": {
+                    "env_steps": int(status.get("env_steps") or worker_steps.get(index, 0)),
+                    "episodes": int(status.get("episodes") or len(worker_returns.get(index, []))),
+                    "updates": int(status.get("updates") or stats.get("updates") or 0),
+                },
+                "results": _results(worker_returns.get(index, []), threshold),
+            }
+        )
+    totals = {
+        "env_steps": sum(w["totals"]["env_steps"] for w in worker_results),
+        "episodes": sum(w["totals"]["episodes"] for w in worker_results) or len(returns),
+        "updates": sum(w["totals"]["updates"] for w in worker_results),
+    }
+
+    # Step 3: status and times.
+    run_status = str(session.get("status", "running"))
+    status = STATUS_OF_RUN.get(run_status, "running")
+    updated = _time(session.get("updated_at")) or started
+    last_event = _time(float(events[-1]["event_time"])) if events else None
+    ended = max(t for t in (updated, last_event, started) if t is not None) if status != "running" else None
+    wall = session.get("wall_s")
+    wall_s = float(wall) if isinstance(wall, int | float) else ((ended or updated) - started).total_seconds()
+    results = {
+        **_results(returns, threshold),
+        "steps_to_threshold": steps_to_threshold,
+        "wall_clock_s": wall_s,
+        "env_steps_per_s": totals["env_steps"] / wall_s if wall_s > 0 else None,
+    }
+
+    # Step 4: where it ran and with what.
+    hostname = next(iter(sorted(hosts)), "")
+    host = host_info() if hostname in ("", socket.gethostname()) else {"hostname": hostname}
+    commit = session.get("git_commit")
+    model_folder = session.get("model_folder")
+    checkpoints = (
+        [{"path": str(model_folder), "kind": "final", "env_steps": totals["env_steps"]}]
+        if model_folder and Path(model_folder).exists()
+        else []
+    )
+    versions = {k: str(v) for k, v in (session.get("versions") or {}).items() if v and k != "python"}
+    return validate_document(
+        {
+            "session_id": session["session_id"],
+            "name": name or str(session["session_id"]),
+            "tags": list(tags),
+            "status": status,
+            "started_at": started,
+            "ended_at": ended,
+            "heartbeat_at": ended or updated,
+            "updated_at": updated,
+            "update_seq": 1,  # above a bare start, below any live recorder's later versions
+            "env_id": env_id,
+            "num_workers": int(session.get("workers") or config.get("workers") or max(len(indices), 1)),
+            "host": host,
+            "packages": versions,
+            "git_commit": commit if isinstance(commit, str) and commit else None,
+            "config": config,
+            "worker_overrides": dict(config.get("worker_overrides") or {}),
+            "totals": totals,
+            "results": results,
+            "learning_curve": {
+                "env_steps": [curve_steps[i] for i in keep],
+                "mean_return": [curve_means[i] for i in keep],
+                "wall_clock_s": [curve_wall[i] for i in keep],
+            },
+            "checkpoints": checkpoints,
+            "worker_results": worker_results,
+            "message": "" if status in ("finished", "running") else f"run ended with status {run_status!r}",
+        }
+    )

@@ -1,0 +1,142 @@
+"""Recording ``hiverl train`` sessions: the trainer's documents translated into archive documents.
+
+The trainer (``game/trainer.py``) calls its :class:`hiverl.events.SessionRecorder` with its own
+vocabulary: the ``session.json`` document at start, ``{"env_steps", "workers_status": [...]}``
+progress at each heartbeat, and status ``completed`` / ``stopped`` / ``failed`` at the end.
+:class:`TrainerRecorder` wraps a :class:`~hiverl.archive.store.SessionArchive` and translates:
+
+* start: the archive start document (host, GPUs, packages, git commit, full config);
+* heartbeat: totals, per-worker results, the hive's last-100 mean return (episode-weighted mean of
+  the workers' own last-100 means) and one learning-curve point per heartbeat;
+* finish: the whole document rebuilt from the run folder's ``events.jsonl`` (exact best/final
+  returns, steps to the solve threshold, the full learning curve) when the folder is readable,
+  else from the last progress.
+
+Usage (``hiverl train``): ``Trainer(config, ..., recorder=TrainerRecorder(SessionArchive()))``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hiverl.archive.facts import start_document
+from hiverl.archive.runs import STATUS_OF_RUN, document_from_run
+from hiverl.archive.store import SessionArchive
+
+log = logging.getLogger(__name__)
+
+#: Fields of the rebuilt run document that replace the archive's at finish.
+_FROM_RUN = ("totals", "results", "learning_curve", "worker_results", "checkpoints")
+
+
+def progress_update(progress: Mapping[str, Any], best_so_far: float | None = None) -> dict[str, Any]:
+    """The archive update for the trainer's ``{"env_steps", "workers_status": [...]}`` progress.
+
+    ``best_so_far`` (the best return seen by earlier heartbeats) is kept if no worker beat it.
+    """
+    workers: Sequence[Mapping[str, Any]] = progress.get("workers_status") or []
+    worker_results: list[dict[str, Any]] = []
+    weighted, weight = 0.0, 0
+    best = best_so_far
+    for i, w in enumerate(workers):
+        episodes = int(w.get("episodes") or 0)
+        mean100 = w.get("mean_return_100")
+        last = w.get("last_return")
+        if isinstance(mean100, int | float) and episodes:
+            weighted += float(mean100) * min(episodes, 100)
+            weight += min(episodes, 100)
+        if isinstance(last, int | float):
+            best = float(last) if best is None else max(best, float(last))
+        worker_results.append(
+            {
+                "worker_index": int(w.get("index", i)),
+                "status": str(w.get("state") or ""),
+                "restarts": int(w.get("restarts") or 0),
+                "totals": {
+                    "env_steps": int(w.get("env_steps") or 0),
+                    "episodes": episodes,
+                    "updates": int(w.get("updates") or 0),
+                },
+                "results": {
+                    "final_return": last if isinstance(last, int | float) else None,
+                    "last100_mean_return": mean100 if isinstance(mean100, int | float) else None,
+                },
+            }
+        )
+    env_steps = int(progress.get("env_steps") or sum(r["totals"]["env_steps"] for r in worker_results))
+    results: dict[str, Any] = {"best_return": best}
+    if weight:
+        results["last100_mean_return"] = weighted / weight
+    wall = progress.get("wall_s")
+    if isinstance(wall, int | float) and wall > 0:
+        results["wall_clock_s"] = float(wall)
+        results["env_steps_per_s"] = env_steps / float(wall)
+    return {
+        "totals": {
+            "env_steps": env_steps,
+            "episodes": sum(r["totals"]["episodes"] for r in worker_results),
+            "updates": sum(r["totals"]["updates"] for r in worker_results),
+        },
+        "results": results,
+        "worker_results": worker_results,
+    }
+
+
+class TrainerRecorder:
+    """A :class:`hiverl.events.SessionRecorder` for the trainer's documents, backed by ``archive``."""
+
+    def __init__(self, archive: SessionArchive, *, tags: Sequence[str] = (), name: str = "") -> None:
+        self.archive = archive
+        self.tags = list(tags)
+        self.name = name
+        self._run_folders: dict[str, Path] = {}
+        self._curves: dict[str, tuple[list[int], list[float]]] = {}
+        self._best: dict[str, float | None] = {}
+
+    def start(self, document: Mapping[str, Any]) -> None:
+        """``document``: the trainer's session document (session_id, config, started_at, ...)."""
+        session_id = str(document["session_id"])
+        start = start_document(
+            document.get("config") or {}, session_id=session_id, name=self.name, tags=self.tags
+        )
+        if document.get("started_at"):
+            start["started_at"] = start["heartbeat_at"] = start["updated_at"] = document["started_at"]
+        if document.get("run_folder"):
+            self._run_folders[session_id] = Path(str(document["run_folder"]))
+        self._curves[session_id] = ([], [])
+        self._best[session_id] = None
+        self.archive.start(start)
+
+    def _update(self, session_id: str, progress: Mapping[str, Any]) -> dict[str, Any]:
+        update = progress_update(progress, self._best.get(session_id))
+        self._best[session_id] = update["results"]["best_return"]
+        mean = update["results"].get("last100_mean_return")
+        steps, means = self._curves.setdefault(session_id, ([], []))
+        if mean is not None and (not steps or update["totals"]["env_steps"] >= steps[-1]):
+            steps.append(update["totals"]["env_steps"])
+            means.append(mean)
+            update["learning_curve"] = {"env_steps": list(steps), "mean_return": list(means)}
+        return update
+
+    def heartbeat(self, session_id: str, update: Mapping[str, Any]) -> None:
+        """``update``: the trainer's progress (``env_steps``, ``workers_status``)."""
+        self.archive.heartbeat(session_id, self._update(session_id, update))
+
+    def finish(self, session_id: str, status: str, update: Mapping[str, Any]) -> None:
+        """``status``: ``completed``, ``stopped`` or ``failed`` (or an archive status)."""
+        final = self._update(session_id, update)
+        folder = self._run_folders.pop(session_id, None)
+        if folder is not None and (folder / "session.json").exists():
+            try:
+                rebuilt = document_from_run(folder).model_dump(mode="python")
+                final = {key: rebuilt[key] for key in _FROM_RUN}
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning(
+                    "could not rebuild %s from %s (%s); using the last progress", session_id, folder, exc
+                )
+        self._curves.pop(session_id, None)
+        self._best.pop(session_id, None)
+        self.archive.finish(session_id, STATUS_OF_RUN.get(status, status), final)

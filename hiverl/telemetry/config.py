@@ -1,0 +1,91 @@
+"""Telemetry settings: one typed model, overridable from the environment (``HIVERL_TELEMETRY_*``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hiverl.telemetry.schema import DEFAULT_INDEX_PREFIX
+
+#: Compression codecs kafka-python can use here (lz4 needs a package we do not ship).
+COMPRESSIONS = ("zstd", "gzip", "none")
+
+
+def hiverl_home() -> Path:
+    """``$HIVERL_HOME`` or ``~/.hiverl``: where services keep local state (spools, logs)."""
+    return Path(os.environ.get("HIVERL_HOME") or Path.home() / ".hiverl")
+
+
+class TelemetryConfig(BaseSettings):
+    """Producer, topic and indexer settings (env: ``HIVERL_TELEMETRY_<FIELD>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="HIVERL_TELEMETRY_", extra="ignore", frozen=True)
+
+    # -- topics (created at start-up when missing) -----------------------------------------------
+    topic_partitions: int = Field(default=3, ge=1, description="partitions of each topic when created")
+    topic_replication_factor: int = Field(default=1, ge=1, description="replication factor when created")
+    topic_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000, description="retention.ms (ms)")
+
+    # -- producer ---------------------------------------------------------------------------------
+    linger_ms: int = Field(default=20, ge=0, le=10_000, description="batching delay of the producer (ms)")
+    batch_size_bytes: int = Field(default=256 * 1024, ge=1024, description="max bytes of one partition batch")
+    compression: str = Field(default="zstd", description="zstd, gzip or none")
+    queue_max_events: int = Field(default=100_000, ge=10, description="in-memory queue bound (events)")
+    delivery_timeout_ms: int = Field(default=8_000, ge=1_000, description="give up on a send after this (ms)")
+    spool_dir: Path | None = Field(default=None, description="spool; default $HIVERL_HOME/spool/telemetry")
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=4096, description="spool bound (bytes)")
+    spool_segment_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="segment size (bytes)")
+    reconnect_backoff_max_s: float = Field(default=10.0, gt=0, description="max wait between probes (s)")
+
+    # -- indexing -----------------------------------------------------------------------------------
+    index_prefix: str = Field(default=DEFAULT_INDEX_PREFIX, description="index/alias/template prefix")
+    indexer_group_id: str = Field(default="hiverl-indexer", min_length=1, description="Kafka consumer group")
+    bulk_max_records: int = Field(default=2000, ge=1, le=100_000, description="records per bulk request")
+    stats_interval_s: float = Field(default=30.0, gt=0, description="period of status lines and stats (s)")
+
+    @model_validator(mode="after")
+    def _delivery_after_linger(self) -> TelemetryConfig:
+        if self.delivery_timeout_ms < self.linger_ms + 1500:
+            raise ValueError(
+                f"delivery_timeout_ms={self.delivery_timeout_ms} must be at least linger_ms + 1500 = "
+                f"{self.linger_ms + 1500} (kafka-python needs room for one request)"
+            )
+        if self.spool_segment_bytes * 2 > self.spool_max_bytes:
+            raise ValueError(
+                f"spool_segment_bytes={self.spool_segment_bytes} must be at most spool_max_bytes/2 = "
+                f"{self.spool_max_bytes // 2}"
+            )
+        return self
+
+    @field_validator("compression")
+    @classmethod
+    def _known_compression(cls, value: str) -> str:
+        if value not in COMPRESSIONS:
+            raise ValueError(f"compression={value!r}; allowed: {COMPRESSIONS}")
+        return value
+
+    @field_validator("index_prefix")
+    @classmethod
+    def _lowercase_prefix(cls, value: str) -> str:
+        if value != value.lower() or any(c in value for c in ' "*\\<|,>/?#:'):
+            raise ValueError(
+                f'index_prefix={value!r} must be lowercase without spaces or " * \\ < | , > / ? # :'
+            )
+        return value
+
+    def resolved_spool_dir(self) -> Path:
+        """The spool directory (``spool_dir`` or ``$HIVERL_HOME/spool/telemetry``)."""
+        return self.spool_dir or hiverl_home() / "spool" / "telemetry"
+
+    def kafka_compression(self) -> str | None:
+        """The ``compression_type`` for kafka-python (``zstd`` falls back to ``gzip`` without zstandard)."""
+        if self.compression == "none":
+            return None
+        if self.compression == "zstd":
+            from kafka.codec import has_zstd
+
+            return "zstd" if has_zstd() else "gzip"
+        return self.compression

@@ -1,0 +1,300 @@
+"""The indexer: a Kafka consumer group that bulk-indexes the telemetry topics into Elasticsearch.
+
+One round (:meth:`Indexer.step`):
+
+1. poll up to ``bulk_max_records`` records from both topics;
+2. decode and validate each against the schema; a malformed one (not JSON, wrong types, unknown
+   event type) becomes a dead letter document instead, and indexing goes on;
+3. bulk-index into the daily index of the event's family with ``_id = "{topic}-{partition}-{offset}"``
+   (re-delivery overwrites, never duplicates); documents Elasticsearch rejects as malformed are
+   dead-lettered too; while Elasticsearch is down, the partitions are paused and the bulk retried
+   with exponential backoff (the consumer keeps its group membership);
+4. commit the offsets only after every record of the round is in Elasticsearch.
+
+Lag (records not yet indexed) is reported by :meth:`Indexer.stats`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hiverl.telemetry.config import TelemetryConfig
+from hiverl.telemetry.elastic import ensure_templates
+from hiverl.telemetry.schema import (
+    DEAD_LETTER_FAMILY,
+    FAMILIES,
+    TIMESTAMP_FIELD,
+    EventSchemaError,
+    daily_index,
+    document_id,
+    validate_event,
+)
+
+log = logging.getLogger(__name__)
+
+#: Bytes of a malformed message kept in its dead letter document.
+RAW_KEEP_BYTES = 32 * 1024
+#: HTTP statuses of bulk items worth retrying (overload, unavailable shards).
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass
+class IndexerStats:
+    """Counters since start (records) and the lag at the last check."""
+
+    indexed: int = 0
+    dead_lettered: int = 0
+    bulk_requests: int = 0
+    bulk_failures: int = 0  # failed bulk requests (Elasticsearch down or overloaded)
+    commits: int = 0
+    lag: int | None = None  # records in the topics not yet indexed (None: unknown yet)
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Action:
+    index: str
+    doc_id: str
+    source: dict[str, Any]
+    record: Any  # kafka ConsumerRecord
+    dead: bool
+
+
+class Indexer:
+    """Bulk-indexes ``training_log`` and ``memory_monitoring`` into Elasticsearch."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        es_url: str,
+        config: TelemetryConfig | None = None,
+        *,
+        topics: Mapping[str, str] | None = None,
+        group_id: str | None = None,
+    ) -> None:
+        """Args:
+        bootstrap_servers: Kafka ``host:port[,...]``.
+        es_url: Elasticsearch URL (credentials may be embedded).
+        config: prefix, group, bulk size (default: from the environment).
+        topics: family → Kafka topic name (default: each family's own name; tests map to
+            unique topics).
+        group_id: consumer group (default ``config.indexer_group_id``).
+        """
+        self.config = config or TelemetryConfig()
+        topics = dict(topics or {f: f for f in FAMILIES})
+        unknown = set(topics) - set(FAMILIES)
+        if unknown:
+            raise ValueError(f"topics has unknown families {sorted(unknown)}; allowed: {FAMILIES}")
+        self.family_by_topic = {topic: family for family, topic in topics.items()}
+        self.bootstrap_servers = bootstrap_servers
+        self.group_id = group_id or self.config.indexer_group_id
+        self.prefix = self.config.index_prefix
+        self.stats = IndexerStats()
+        self._stop = threading.Event()
+        self._backoff_s = 0.5
+        self._last_report = time.monotonic()
+        self._uncommitted = False
+
+        from elasticsearch import Elasticsearch
+
+        self.es = Elasticsearch(es_url, request_timeout=30, max_retries=0, retry_on_timeout=False)
+        self.consumer: Any = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Apply the index templates and join the consumer group, retrying while a service is down."""
+        while not self._stop.is_set():
+            try:
+                ensure_templates(self.es, self.prefix)
+                break
+            except Exception as exc:
+                self._sleep_backoff(f"Elasticsearch not ready for templates ({exc.__class__.__name__})")
+        self._backoff_s = 0.5
+        while not self._stop.is_set() and self.consumer is None:
+            try:
+                from kafka import KafkaConsumer
+
+                self.consumer = KafkaConsumer(
+                    *self.family_by_topic,
+                    bootstrap_servers=self.bootstrap_servers,
+                    group_id=self.group_id,
+                    client_id="hiverl-indexer",
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_poll_records=self.config.bulk_max_records,
+                    bootstrap_timeout_ms=3000,
+                    reconnect_backoff_max_ms=1000,
+                )
+            except Exception as exc:
+                self._sleep_backoff(f"Kafka not ready ({exc.__class__.__name__})")
+        self._backoff_s = 0.5
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Index until :meth:`stop` (or ``stop`` is set); logs a status line every ``stats_interval_s``."""
+        if stop is not None:
+            self._stop = stop
+        self.start()
+        while not self._stop.is_set():
+            self.step()
+            if time.monotonic() - self._last_report >= self.config.stats_interval_s:
+                self.report()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current round."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Leave the consumer group and close the clients."""
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)
+            self.consumer = None
+        self.es.close()
+
+    # -- one round --------------------------------------------------------------------------------
+    def step(self, poll_timeout_s: float = 0.5) -> int:
+        """Poll, index, commit; returns the number of records handled."""
+        if self.consumer is None:
+            self.start()
+        if self._uncommitted:  # a previous commit failed: retry it first
+            self._commit()
+        # Step 1: poll a batch from both topics.
+        polled = self.consumer.poll(
+            timeout_ms=int(poll_timeout_s * 1000), max_records=self.config.bulk_max_records
+        )
+        records = [r for batch in polled.values() for r in batch]
+        if not records:
+            return 0
+        # Step 2: decode and validate; malformed records become dead letters.
+        actions = [self._action(r) for r in records]
+        # Step 3: bulk-index, retrying while Elasticsearch is down.
+        if not self._index_all(actions):
+            return 0  # stopped while Elasticsearch was down: commit nothing, re-delivery overwrites
+        # Step 4: commit only now that every record is in Elasticsearch.
+        self._commit()
+        return len(records)
+
+    def _action(self, record: Any) -> _Action:
+        topic, partition, offset = record.topic, record.partition, record.offset
+        doc_id = document_id(topic, partition, offset)
+        family = self.family_by_topic[topic]
+        try:
+            event = validate_event(json.loads(record.value), family)
+            event[TIMESTAMP_FIELD] = int(event["event_time"] * 1000)
+            return _Action(
+                daily_index(self.prefix, family, event["event_time"]), doc_id, event, record, False
+            )
+        except (UnicodeDecodeError, json.JSONDecodeError, EventSchemaError, TypeError, OverflowError) as exc:
+            return self._dead_letter(record, f"{exc.__class__.__name__}: {exc}")
+
+    def _dead_letter(self, record: Any, error: str) -> _Action:
+        now = time.time()
+        raw = bytes(record.value or b"")[:RAW_KEEP_BYTES].decode("utf-8", errors="replace")
+        source = {
+            TIMESTAMP_FIELD: int(now * 1000),
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "error": error[:2000],
+            "raw": raw,
+        }
+        index = daily_index(self.prefix, DEAD_LETTER_FAMILY, now)
+        return _Action(
+            index, document_id(record.topic, record.partition, record.offset), source, record, True
+        )
+
+    def _index_all(self, actions: list[_Action]) -> bool:
+        """Index every action (retrying); False if stopped before all were in."""
+        pending = actions
+        paused = False
+        while pending and not self._stop.is_set():
+            try:
+                operations: list[dict[str, Any]] = []
+                for a in pending:
+                    operations.append({"index": {"_index": a.index, "_id": a.doc_id}})
+                    operations.append(a.source)
+                self.stats.bulk_requests += 1
+                response = self.es.bulk(operations=operations)
+            except Exception as exc:  # connection refused, timeouts, 429/5xx for the whole request
+                self.stats.bulk_failures += 1
+                if not paused and self.consumer.assignment():
+                    self.consumer.pause(*self.consumer.assignment())
+                    paused = True
+                self._sleep_backoff(f"bulk failed ({exc.__class__.__name__}: {str(exc)[:200]})")
+                self.consumer.poll(timeout_ms=0)  # stay in the group while paused
+                continue
+            retry: list[_Action] = []
+            for a, item in zip(pending, response["items"], strict=True):
+                result = item["index"]
+                status = int(result.get("status", 500))
+                if status < 300:
+                    if a.dead:
+                        self.stats.dead_lettered += 1
+                        reason = str(a.source["error"]).split(":", 1)[0]
+                        self.stats.dead_letter_reasons[reason] = (
+                            self.stats.dead_letter_reasons.get(reason, 0) + 1
+                        )
+                    else:
+                        self.stats.indexed += 1
+                elif status in RETRYABLE_STATUSES or a.dead:
+                    retry.append(a)
+                else:  # rejected by the mapping (e.g. a number out of range): park it
+                    error = result.get("error", {})
+                    reason = error.get("reason", str(error)) if isinstance(error, dict) else str(error)
+                    retry.append(self._dead_letter(a.record, f"RejectedByElasticsearch: {reason}"))
+            if retry and len(retry) == len(pending):
+                self._sleep_backoff(f"{len(retry)} bulk items not indexed yet")
+            elif not retry:
+                self._backoff_s = 0.5
+            pending = retry
+        if paused and self.consumer.assignment():
+            self.consumer.resume(*self.consumer.assignment())
+        return not pending
+
+    def _commit(self) -> None:
+        try:
+            self.consumer.commit(timeout_ms=10_000)
+            self.stats.commits += 1
+            self._uncommitted = False
+        except Exception as exc:  # Kafka down or a rebalance: re-delivered records overwrite by id
+            self._uncommitted = True
+            log.warning("offset commit failed (%s); will retry", exc.__class__.__name__)
+
+    def _sleep_backoff(self, reason: str) -> None:
+        log.warning("indexer: %s; retrying in %.1fs", reason, self._backoff_s)
+        self._stop.wait(self._backoff_s)
+        self._backoff_s = min(self._backoff_s * 2, self.config.reconnect_backoff_max_s)
+
+    # -- lag and status ---------------------------------------------------------------------------
+    def lag(self) -> int | None:
+        """Records in the assigned partitions not yet consumed (end offset − position); None if no
+        partitions are assigned yet or Kafka does not answer."""
+        if self.consumer is None:
+            return None
+        partitions = list(self.consumer.assignment())
+        if not partitions:
+            return None
+        try:
+            ends = self.consumer.end_offsets(partitions, timeout_ms=5000)
+            lag = sum(max(0, ends[tp] - self.consumer.position(tp, timeout_ms=5000)) for tp in partitions)
+        except Exception:
+            return None
+        self.stats.lag = lag
+        return lag
+
+    def report(self) -> str:
+        """Log and return a status line: indexed, dead-lettered, failures and lag."""
+        self._last_report = time.monotonic()
+        lag = self.lag()
+        s = self.stats
+        line = (
+            f"indexed={s.indexed} dead_lettered={s.dead_lettered} bulk_failures={s.bulk_failures} "
+            f"lag={'?' if lag is None else lag}"
+        )
+        log.info("indexer: %s", line)
+        return line

@@ -1,0 +1,382 @@
+"""KafkaSink: the workers' and monitor's telemetry producer (an :class:`hiverl.events.EventSink`).
+
+The caller's cost is one dict copy and a deque append: :meth:`KafkaSink.publish` never touches the
+network, never blocks and never raises on an outage. A background thread does the rest:
+
+1. take up to ``CHUNK`` events from the bounded in-memory queue and serialize them (compact JSON,
+   non-finite floats as null; key ``"{session_id}/{worker_index}"`` so a worker's events share a
+   partition and stay ordered);
+2. while Kafka is reachable and the disk spool is empty, send them with a batching (``linger_ms``),
+   compressing (zstd, else gzip), idempotent kafka-python producer and wait for every ack;
+3. records Kafka did not acknowledge, and every record produced while it is down, go to the bounded
+   on-disk :class:`~hiverl.telemetry.spool.Spool`; Kafka is probed with exponential backoff and the
+   spool is delivered oldest first before new events are sent directly again.
+
+Nothing is dropped silently: an over-full queue or spool drops the oldest events, counts them
+(:meth:`KafkaSink.stats`, and ``telemetry_dropped_total`` in every stats event) and logs a warning.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
+from hiverl.telemetry.admin import ensure_topics
+from hiverl.telemetry.config import TelemetryConfig
+from hiverl.telemetry.spool import Record, Spool, SpoolLockedError
+
+log = logging.getLogger(__name__)
+
+#: Events serialized and sent per round of the background thread.
+CHUNK = 5000
+#: Event types that get the producer's health fields (periodic statistics).
+STATS_EVENT_TYPES = frozenset({"train_stats", "memory_stats"})
+_WARN_EVERY_S = 10.0
+
+
+@dataclass(frozen=True)
+class SinkStats:
+    """Counters of a :class:`KafkaSink` since it was created (events)."""
+
+    published: int  # accepted by publish()
+    delivered: int  # acknowledged by Kafka
+    spooled: int  # waiting in the disk spool now
+    queued: int  # waiting in memory now
+    dropped_total: int  # dropped because the queue or the spool was full
+    online: bool  # Kafka reachable at the last attempt
+
+
+def event_key(event: Mapping[str, Any]) -> bytes:
+    """Kafka key ``"{session_id}/{worker_index}"`` (``worker_id`` or ``"hive"`` when no index)."""
+    worker = event.get("worker_index")
+    if worker is None:
+        worker = event.get("worker_id", "hive")
+    return f"{event.get('session_id', '')}/{worker}".encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def serialize_event(event: Mapping[str, Any]) -> bytes:
+    """Compact JSON; NaN and ±inf (invalid JSON, rejected by Elasticsearch) become null."""
+    try:
+        return json.dumps(event, separators=(",", ":"), allow_nan=False, default=str).encode()
+    except ValueError:
+        clean = {k: _finite(v) for k, v in event.items()}
+        return json.dumps(clean, separators=(",", ":"), allow_nan=False, default=str).encode()
+
+
+def default_spool_name() -> str:
+    """``host-pid``: unique per process; pass a stable name to resume a crashed process's spool."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class KafkaSink:
+    """Asynchronous, batched, compressed Kafka producer with a bounded disk spool for outages."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        config: TelemetryConfig | None = None,
+        *,
+        spool_name: str | None = None,
+        topics: Sequence[str] = (TRAINING_LOG_TOPIC, MEMORY_MONITORING_TOPIC),
+        client_id: str = "hiverl-telemetry",
+    ) -> None:
+        """Start the background thread; nothing here waits for Kafka.
+
+        Args:
+            bootstrap_servers: ``host:port[,host:port...]`` of the brokers.
+            config: producer, spool and topic settings (default: from the environment).
+            spool_name: sub-directory of the spool directory owned by this producer; a stable name
+                (e.g. ``"{session}-w{index}"``) lets a restarted process deliver what a crashed one
+                spooled. Default: ``host-pid``; if taken by a live process, ``-pid`` is appended.
+            topics: topics created (partitions and retention from ``config``) before the first send.
+            client_id: Kafka client id.
+        """
+        if not bootstrap_servers.strip():
+            raise ValueError("bootstrap_servers is empty; expected host:port[,host:port...]")
+        self.bootstrap_servers = bootstrap_servers
+        self.config = config or TelemetryConfig()
+        self.client_id = client_id
+        self.topics = tuple(topics)
+        name = spool_name or default_spool_name()
+        root = self.config.resolved_spool_dir()
+        try:
+            self._spool = self._open_spool(root / name)
+        except SpoolLockedError:
+            self._spool = self._open_spool(root / f"{name}-{os.getpid()}")
+
+        self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._published = 0
+        self._settled = 0  # published events delivered, spooled or dropped
+        self._delivered = 0
+        self._queue_dropped = 0
+        self._producer: Any = None
+        self._topics_ready = False
+        self._partitions: dict[tuple[str, bytes], int] = {}
+        self._partition_counts: dict[str, int] = {}
+        self._next_probe = 0.0
+        self._backoff_s = 0.5
+        self._last_warning = 0.0
+        self._closing = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="hiverl-kafka-sink", daemon=True)
+        self._thread.start()
+
+    def _open_spool(self, directory: Path) -> Spool:
+        return Spool(directory, self.config.spool_max_bytes, self.config.spool_segment_bytes)
+
+    # -- the caller's side -------------------------------------------------------------------------
+    def publish(self, topic: str, event: Mapping[str, Any]) -> None:
+        """Enqueue ``event`` for ``topic``: O(1), no I/O. A full queue drops (and counts) its oldest."""
+        if self._closed:
+            raise RuntimeError("publish() on a closed KafkaSink")
+        with self._lock:
+            if len(self._queue) >= self.config.queue_max_events:
+                self._queue.popleft()
+                self._queue_dropped += 1
+                self._settled += 1
+            self._queue.append((topic, dict(event)))
+            self._published += 1
+            backlog = len(self._queue)
+        if backlog >= CHUNK:
+            self._wake.set()
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait (at most ``timeout_s``) until every event published so far is acknowledged by Kafka
+        or, while Kafka is down, safely in the disk spool."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            target = self._published
+        while time.monotonic() < deadline and self._thread.is_alive():
+            with self._lock:
+                settled = self._settled
+            if settled >= target and (self._spool.pending == 0 or self._producer is None):
+                return
+            self._wake.set()
+            time.sleep(0.005)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Flush, stop the background thread and close the producer; undelivered events stay in the
+        spool for the next producer with the same ``spool_name``."""
+        if self._closed:
+            return
+        self.flush(timeout_s)
+        self._closing = True
+        self._wake.set()
+        self._thread.join(timeout_s)
+        self._closed = True
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
+        self._spool.close()
+
+    def stats(self) -> SinkStats:
+        """Counters for status lines and periodic stats events."""
+        with self._lock:
+            return SinkStats(
+                published=self._published,
+                delivered=self._delivered,
+                spooled=self._spool.pending,
+                queued=len(self._queue),
+                dropped_total=self._queue_dropped + self._spool.dropped_total,
+                online=self._producer is not None,
+            )
+
+    def __enter__(self) -> KafkaSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the background thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        wait_s = max(self.config.linger_ms, 5) / 1000
+        while True:
+            self._wake.wait(wait_s)
+            self._wake.clear()
+            try:
+                self._round()
+            except Exception:  # never let the thread die: the next round retries
+                log.exception("telemetry sink round failed")
+                time.sleep(0.5)
+            if self._closing and not self._queue and (self._spool.pending == 0 or self._producer is None):
+                return
+
+    def _round(self) -> None:
+        while True:
+            # Step 1: take a chunk from the in-memory queue and serialize it.
+            with self._lock:
+                n = min(len(self._queue), CHUNK)
+                batch = [self._queue.popleft() for _ in range(n)]
+            records = [self._record(topic, event) for topic, event in batch]
+            # Step 2: straight to Kafka while it is up and nothing older waits in the spool.
+            if records and self._spool.pending == 0 and self._connected():
+                failed = self._deliver(records)
+                self._spool.append(failed)
+                if failed:
+                    self._went_offline(f"{len(failed)} of {len(records)} events not acknowledged")
+            elif records:
+                self._spool.append(records)
+            with self._lock:
+                self._settled += len(records)
+            self._warn_about_drops()
+            # Step 3: deliver the spool, oldest first, once Kafka answers again.
+            if self._spool.pending and self._connected():
+                self._drain_spool()
+            if n < CHUNK:
+                return
+
+    def _record(self, topic: str, event: dict[str, Any]) -> Record:
+        if event.get("event_type") in STATS_EVENT_TYPES:
+            event["telemetry_dropped_total"] = self._queue_dropped + self._spool.dropped_total
+            event["telemetry_spooled"] = self._spool.pending
+        return topic, event_key(event), serialize_event(event)
+
+    def _connected(self) -> bool:
+        """A producer exists, or creating one (and the topics) succeeds; probes at most once per backoff."""
+        if self._producer is not None:
+            return True
+        now = time.monotonic()
+        if now < self._next_probe:
+            return False
+        try:
+            from kafka import KafkaProducer
+
+            if not self._topics_ready:
+                ensure_topics(self.bootstrap_servers, self.topics, self.config, timeout_s=3.0)
+                self._topics_ready = True
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id=self.client_id,
+                acks="all",
+                enable_idempotence=True,
+                compression_type=self.config.kafka_compression(),
+                linger_ms=self.config.linger_ms,
+                batch_size=self.config.batch_size_bytes,
+                delivery_timeout_ms=self.config.delivery_timeout_ms,
+                request_timeout_ms=min(30_000, self.config.delivery_timeout_ms - self.config.linger_ms - 500),
+                max_block_ms=2_000,
+                bootstrap_timeout_ms=3_000,
+                reconnect_backoff_max_ms=1_000,
+            )
+        except Exception as exc:  # NoBrokersAvailable, timeouts, admin errors
+            if self._backoff_s == 0.5:  # first failure of a streak: say why
+                log.warning(
+                    "Kafka %s unreachable: %s: %s", self.bootstrap_servers, exc.__class__.__name__, exc
+                )
+            self._next_probe = now + self._backoff_s
+            self._backoff_s = min(self._backoff_s * 2, self.config.reconnect_backoff_max_s)
+            log.debug(
+                "Kafka %s unreachable (%s); retry in %.1fs", self.bootstrap_servers, exc, self._backoff_s
+            )
+            return False
+        if self._spool.pending:
+            log.warning(
+                "Kafka %s reachable again: delivering %d spooled events",
+                self.bootstrap_servers,
+                self._spool.pending,
+            )
+        self._backoff_s = 0.5
+        return True
+
+    def _went_offline(self, reason: str) -> None:
+        log.warning(
+            "Kafka %s unavailable (%s): spooling to %s", self.bootstrap_servers, reason, self._spool.directory
+        )
+        producer, self._producer = self._producer, None
+        self._partitions.clear()
+        self._partition_counts.clear()
+        if producer is not None:  # a fresh producer (new id, new sequences) after the outage
+            try:
+                producer.close(timeout=0)
+            except Exception:
+                log.debug("closing the failed producer", exc_info=True)
+        self._next_probe = time.monotonic() + self._backoff_s
+
+    def _deliver(self, records: Sequence[Record]) -> list[Record]:
+        """Send ``records`` and wait for every ack; returns those not acknowledged, in order."""
+        futures = []
+        failed_from = len(records)
+        for i, (topic, key, value) in enumerate(records):
+            try:
+                partition = self._partition(topic, key)
+                futures.append(self._producer.send(topic, value=value, key=key, partition=partition))
+            except Exception as exc:  # metadata or buffer timeout: Kafka is not answering
+                log.debug("send failed: %s", exc)
+                failed_from = i
+                break
+        deadline = time.monotonic() + self.config.delivery_timeout_ms / 1000 + 10
+        failed: list[Record] = []
+        for record, future in zip(records, futures, strict=False):
+            try:
+                future.get(timeout=max(deadline - time.monotonic(), 0.1))
+            except Exception:
+                failed.append(record)
+        failed.extend(records[failed_from:])
+        with self._lock:
+            self._delivered += len(records) - len(failed)
+        return failed
+
+    def _partition(self, topic: str, key: bytes) -> int:
+        """Kafka's default partition for ``key`` (murmur2, as the Java client), cached: the pure
+        Python hash is a sizeable part of kafka-python's per-record cost."""
+        cached = self._partitions.get((topic, key))
+        if cached is None:
+            from kafka.partitioner.default import murmur2
+
+            count = self._partition_counts.get(topic)
+            if count is None:
+                count = len(self._producer.partitions_for(topic))
+                self._partition_counts[topic] = count
+            cached = (murmur2(key) & 0x7FFFFFFF) % count
+            if len(self._partitions) > 100_000:
+                self._partitions.clear()
+            self._partitions[(topic, key)] = cached
+        return cached
+
+    def _drain_spool(self) -> None:
+        while self._spool.pending and self._producer is not None:
+            records, position = self._spool.peek(CHUNK)
+            if not records:
+                return
+            failed = self._deliver(records)
+            if failed:
+                # Re-spool only what Kafka lacks (no duplicates); order across an outage is best effort.
+                self._spool.commit(position, len(records))
+                self._spool.append(failed)
+                self._went_offline(f"{len(failed)} spooled events not acknowledged")
+                return
+            self._spool.commit(position, len(records))
+            if self._queue:  # keep the in-memory queue moving behind the spool
+                return
+
+    def _warn_about_drops(self) -> None:
+        dropped = self._queue_dropped + self._spool.dropped_total
+        now = time.monotonic()
+        if dropped and now - self._last_warning > _WARN_EVERY_S and dropped != getattr(self, "_warned_at", 0):
+            self._last_warning = now
+            self._warned_at = dropped
+            log.warning(
+                "telemetry dropped %d events so far (queue full: %d, spool full: %d)",
+                dropped,
+                self._queue_dropped,
+                self._spool.dropped_total,
+            )

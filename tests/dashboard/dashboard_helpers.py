@@ -1,0 +1,234 @@
+"""Dashboard test helpers: an app wired to the test's services, signing in, seeding events and sessions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from dashboard.settings import DashboardSettings
+from dashboard.training import TrainingLauncher
+from hiverl.endpoints import Endpoints
+
+ADMIN = ("ada", "ada-password-1")
+VIEWER = ("vic", "vic-password-1")
+DEAD_URL = "http://127.0.0.1:9"  # discard port: nothing listens, connections are refused at once
+
+# Stands in for `hiverl train` in API tests (the browser test runs the real one): prints its
+# arguments, then waits for SIGINT like the trainer and records that it stopped cleanly.
+FAKE_TRAIN = """
+import signal, sys, time, pathlib
+out = pathlib.Path(sys.argv[1])
+out.write_text("started " + " ".join(sys.argv[2:]))
+def stop(signum, frame):
+    out.write_text("stopped by SIGINT")
+    sys.exit(0)
+signal.signal(signal.SIGINT, stop)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def make_settings(
+    home: Path, es_prefix: str, mongo_db: str, outage_backoff_s: float = 5.0
+) -> DashboardSettings:
+    return DashboardSettings.model_validate(
+        {
+            "home": home,
+            "es_index_prefix": es_prefix,
+            "mongo_db": mongo_db,
+            "runs_dir": home / "runs",
+            "outage_backoff_s": outage_backoff_s,
+        }
+    )
+
+
+def make_endpoints(es_url: str, mongo_uri: str) -> Endpoints:
+    return Endpoints.model_validate(
+        {
+            "REDIS_URL": "redis://127.0.0.1:9/0",
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+            "ELASTICSEARCH_URL": es_url,
+            "MONGODB_URI": mongo_uri,
+        }
+    )
+
+
+def fake_launcher(tmp_path: Path) -> TrainingLauncher:
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    return TrainingLauncher(
+        tmp_path / "runs", command=[sys.executable, str(script), str(tmp_path / "fake.out")]
+    )
+
+
+_CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def sign_in(client: TestClient, user: tuple[str, str] = ADMIN) -> str:
+    """Sign in through the login form; returns the session's CSRF token."""
+    page = client.get("/login")
+    token = _CSRF_INPUT.search(page.text)
+    assert token, page.text
+    response = client.post(
+        "/login",
+        data={"username": user[0], "password": user[1], "csrf_token": token.group(1), "next": "/live"},
+    )
+    assert response.status_code == 303, response.text
+    me = client.get("/api/me")
+    assert me.status_code == 200
+    return str(me.json()["csrf_token"])
+
+
+# -- seeding the real services ----------------------------------------------------------------------
+
+
+def seed_events(es_url: str, prefix: str, events: Sequence[Mapping[str, Any]]) -> None:
+    """Index telemetry events the way the indexer does (templates, daily indices, @timestamp)."""
+    from elasticsearch import Elasticsearch, helpers
+
+    from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
+    from hiverl.telemetry.elastic import ensure_templates
+    from hiverl.telemetry.schema import daily_index
+
+    es = Elasticsearch(es_url)
+    try:
+        ensure_templates(es, prefix)
+        actions = []
+        for event in events:
+            family = MEMORY_MONITORING_TOPIC if event["event_type"] == "memory_stats" else TRAINING_LOG_TOPIC
+            actions.append(
+                {
+                    "_index": daily_index(prefix, family, event["event_time"]),
+                    "_source": {**event, "@timestamp": int(event["event_time"] * 1000)},
+                }
+            )
+        helpers.bulk(es, actions, refresh=True)
+    finally:
+        es.close()
+
+
+def training_events(
+    session_id: str,
+    start_s: float,
+    seconds: int,
+    workers: int = 2,
+    env_id: str = "CartPole-v1",
+    first_step: int = 0,
+) -> list[dict[str, Any]]:
+    """One episode and one train_stats event per worker per second (steps ``first_step`` on, one a
+    second from ``start_s``), and the memory's totals (shard -1) and its one shard."""
+    from hiverl.events import envelope
+
+    events = []
+    for t in range(first_step, first_step + seconds):
+        now = start_s + t - first_step
+        for w in range(workers):
+            common: dict[str, Any] = {"session_id": session_id, "worker_index": w, "env_id": env_id}
+            episode = envelope(
+                "episode",
+                **common,
+                episode=t,
+                episode_return=float(10 + t + 100 * w),
+                episode_length=20,
+                env_steps=t * 20,
+                updates=t,
+                epsilon=max(0.05, 1 - t / 50),
+            )
+            stats = envelope(
+                "train_stats",
+                **common,
+                loss=1.0 / (1 + t),
+                epsilon=max(0.05, 1 - t / 50),
+                env_steps_per_s=500.0 + w,
+                updates_per_s=50.0 + w,
+                env_steps=t * 20,
+                updates=t,
+            )
+            for event in (episode, stats):
+                event["event_time"] = now + 0.1 * w
+                events.append(event)
+        for shard in (-1, 0):
+            memory = envelope(
+                "memory_stats",
+                session_id=session_id,
+                memory_name="hive",
+                shard=shard,
+                shards=1,
+                size=100 * t,
+                capacity=10_000,
+                bytes_used=4000 * t,
+                insert_rate=1000.0,
+                sample_rate=640.0,
+            )
+            memory["event_time"] = now
+            events.append(memory)
+    return events
+
+
+def session_document(
+    session_id: str,
+    *,
+    env_id: str = "CartPole-v1",
+    status: str = "finished",
+    lr: float = 5e-4,
+    workers: int = 2,
+    best_return: float = 200.0,
+    tags: Sequence[str] = (),
+    started_at: dt.datetime | None = None,
+    curve: Sequence[tuple[int, float]] = ((0, 10.0), (1000, 50.0), (2000, 120.0)),
+) -> dict[str, Any]:
+    from hiverl.config import SessionConfig
+
+    started = started_at or dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    config = SessionConfig.model_construct().to_json_dict()
+    config.update(env_id=env_id, workers=workers, session_id=session_id)
+    config["agent"]["lr"] = lr
+    return {
+        "session_id": session_id,
+        "status": status,
+        "tags": list(tags),
+        "started_at": started,
+        "ended_at": None if status == "running" else started + dt.timedelta(minutes=10),
+        "heartbeat_at": started + dt.timedelta(minutes=10),
+        "updated_at": started + dt.timedelta(minutes=10),
+        "env_id": env_id,
+        "num_workers": workers,
+        "config": config,
+        "results": {"best_return": best_return, "last100_mean_return": best_return / 2},
+        "totals": {"env_steps": 2000, "episodes": 40, "updates": 500},
+        "learning_curve": {"env_steps": [c[0] for c in curve], "mean_return": [c[1] for c in curve]},
+    }
+
+
+def seed_sessions(mongo_uri: str, mongo_db: str, documents: Sequence[Mapping[str, Any]]) -> None:
+    """Store validated, encoded session documents the way the archive does."""
+    from pymongo import MongoClient
+
+    from hiverl.archive.document import to_stored, validate_document
+
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri)
+    try:
+        for document in documents:
+            stored = to_stored(validate_document(document))
+            client[mongo_db]["sessions"].replace_one({"_id": stored["_id"]}, stored, upsert=True)
+    finally:
+        client.close()
+
+
+def wait_for(predicate: Any, timeout_s: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until truthy (returns its value) or fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.1)

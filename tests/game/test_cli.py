@@ -1,0 +1,59 @@
+"""``hiverl train`` settings handling (no workers started) and ``hiverl evaluate`` input checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hiverl.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("CONFIG_"):
+            monkeypatch.delenv(name)
+
+
+def test_print_config_applies_file_env_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "hive.yaml"
+    config.write_text("workers: 3\nagent:\n  lr: 0.002\n  batch_size: 32\n")
+    monkeypatch.setenv("CONFIG_AGENT__BATCH_SIZE", "48")
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--print-config",
+            "--config",
+            str(config),
+            "--env",
+            "Acrobot-v1",
+            "--set",
+            "agent.gamma=0.98",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "env_id: Acrobot-v1" in out and "workers: 3" in out
+    assert "lr: 0.002" in out and "batch_size: 48" in out and "gamma: 0.98" in out
+
+
+def test_invalid_settings_exit_with_the_field_named(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "--print-config", "--workers", "0", "--set", "agent.lr=-1"])
+    assert result.exit_code == 2
+    assert "workers" in result.output and "agent.lr" in result.output and "-1" in result.output
+    result = runner.invoke(app, ["train", "--print-config", "--set", "agent.lr"])
+    assert result.exit_code == 2 and "KEY=VALUE" in result.output
+    result = runner.invoke(app, ["train", "--resume", "nope", "--set", f"run_dir={tmp_path}"])
+    assert result.exit_code == 2 and "no session.json" in result.output
+
+
+def test_evaluate_missing_checkpoint(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "none.pt")])
+    assert result.exit_code == 2 and "does not exist" in result.output

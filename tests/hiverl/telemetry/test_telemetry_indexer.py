@@ -1,0 +1,253 @@
+"""Kafka → Elasticsearch through the indexer, against the real services, with outages."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from telemetry_helpers import count, fast_config, running_indexer, search_all, wait_until
+
+from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC, envelope
+from hiverl.services import ElasticsearchServer, KafkaServer
+from hiverl.telemetry.kafka_sink import KafkaSink
+from hiverl.telemetry.schema import FIELDS_BY_NAME, alias_name
+
+
+def short_run(sink: KafkaSink, topics: dict[str, str], workers: int = 2, episodes: int = 3) -> int:
+    """A tiny hive: each worker plays CartPole with a random policy and reports like a real worker
+    (one event per episode, train_stats per episode); plus one memory_stats. Returns events sent."""
+    import gymnasium as gym
+
+    sent = 0
+    for worker in range(workers):
+        env = gym.make("CartPole-v1")
+        steps = 0
+        for episode in range(episodes):
+            env.reset(seed=worker * 100 + episode)
+            ret, length, done = 0.0, 0, False
+            while not done:
+                _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+                ret, length, steps = ret + float(reward), length + 1, steps + 1
+                done = terminated or truncated
+            common = {
+                "session_id": "run-1",
+                "worker_index": worker,
+                "worker_id": f"host-{worker}",
+                "env_id": "CartPole-v1",
+                "env_steps": steps,
+                "updates": steps // 4,
+                "epsilon": 0.9,
+            }
+            sink.publish(
+                topics[TRAINING_LOG_TOPIC],
+                envelope(
+                    "episode",
+                    **common,
+                    episode=episode,
+                    episode_return=ret,
+                    episode_length=length,
+                    terminated=bool(terminated),
+                ),
+            )
+            sink.publish(
+                topics[TRAINING_LOG_TOPIC],
+                envelope(
+                    "train_stats",
+                    **common,
+                    loss=0.5 / (episode + 1),
+                    mean_q=1.0,
+                    env_steps_per_s=1000.0,
+                    updates_per_s=250.0,
+                    learning_rate=1e-3,
+                ),
+            )
+            sent += 2
+        env.close()
+    sink.publish(
+        topics[MEMORY_MONITORING_TOPIC],
+        envelope(
+            "memory_stats",
+            session_id="run-1",
+            worker_id="monitor-hive",
+            memory_name="hive",
+            shard=-1,
+            shards=1,
+            size=10,
+            capacity=100,
+            fill_ratio=0.1,
+            bytes_used=1000,
+            inserted_total=10,
+            sampled_total=0,
+            evicted_total=0,
+            priority_sum=10.0,
+            priority_min=1.0,
+            priority_max=1.0,
+        ),
+    )
+    return sent + 1
+
+
+def test_a_short_run_becomes_searchable_with_the_right_fields(
+    kafka_bootstrap: str, make_topic: Callable[..., str], es_url: str, es_prefix: str, tmp_path: Path
+) -> None:
+    from elasticsearch import Elasticsearch
+
+    topics = {TRAINING_LOG_TOPIC: make_topic(2), MEMORY_MONITORING_TOPIC: make_topic(1)}
+    config = fast_config(tmp_path, es_prefix)
+    training, memory = (
+        alias_name(es_prefix, TRAINING_LOG_TOPIC),
+        alias_name(es_prefix, MEMORY_MONITORING_TOPIC),
+    )
+    with running_indexer(kafka_bootstrap, es_url, config, topics, f"g-{uuid.uuid4().hex}") as indexer:
+        with KafkaSink(kafka_bootstrap, config, topics=list(topics.values()), spool_name="w") as sink:
+            sent = short_run(sink, topics)
+        wait_until(lambda: count(es_url, training) + count(es_url, memory) == sent, 60, "every event indexed")
+        wait_until(lambda: indexer.lag() == 0, 30, "lag 0")
+        assert "lag=0" in indexer.report()
+    hits = search_all(es_url, training)
+    assert len(hits) == sent - 1
+    for hit in hits:
+        topic, partition, offset = hit["_id"].rsplit("-", 2)
+        assert topic == topics[TRAINING_LOG_TOPIC] and partition.isdigit() and offset.isdigit()
+        assert hit["_index"].startswith(f"{es_prefix}{TRAINING_LOG_TOPIC}-")  # the daily index
+        assert hit["_source"]["@timestamp"] == int(hit["_source"]["event_time"] * 1000)
+    with Elasticsearch(es_url) as es:
+        mapped = next(iter(es.indices.get_mapping(index=training).values()))["mappings"]["properties"]
+        for name in ("episode_return", "session_id", "worker_index", "@timestamp", "loss", "terminated"):
+            assert mapped[name]["type"] == FIELDS_BY_NAME[name].es_type
+        episodes = es.search(
+            index=training,
+            query={
+                "bool": {
+                    "filter": [
+                        {"term": {"session_id": "run-1"}},
+                        {"term": {"event_type": "episode"}},
+                        {"range": {"episode_return": {"gte": 1}}},
+                    ]
+                }
+            },
+            size=0,
+        )
+        assert episodes["hits"]["total"]["value"] == 6
+        per_worker = es.search(index=training, size=0, aggs={"w": {"terms": {"field": "worker_index"}}})
+        assert sorted(b["key"] for b in per_worker["aggregations"]["w"]["buckets"]) == [0, 1]
+        [mem] = search_all(es_url, memory)
+        assert mem["_source"]["fill_ratio"] == 0.1
+
+
+def test_malformed_messages_are_dead_lettered_while_indexing_goes_on(
+    kafka_bootstrap: str, make_topic: Callable[..., str], es_url: str, es_prefix: str, tmp_path: Path
+) -> None:
+    from kafka import KafkaProducer
+
+    topic = make_topic(1)
+    good = [
+        envelope("episode", session_id="s", worker_index=0, episode=i, episode_return=1.0) for i in range(5)
+    ]
+    bad = [
+        b"not json at all",
+        b"[1, 2, 3]",
+        json.dumps({**good[0], "episode_return": "high"}).encode(),  # wrong type (caught by the schema)
+        json.dumps({**good[0], "episode": 2**70}).encode(),  # too big for a long (caught by Elasticsearch)
+    ]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for value in [
+        bad[0],
+        json.dumps(good[0]).encode(),
+        bad[1],
+        bad[2],
+        *[json.dumps(g).encode() for g in good[1:]],
+        bad[3],
+    ]:
+        producer.send(topic, value)
+    producer.flush()
+    producer.close()
+    config = fast_config(tmp_path, es_prefix)
+    with running_indexer(
+        kafka_bootstrap, es_url, config, {TRAINING_LOG_TOPIC: topic}, f"g-{uuid.uuid4().hex}"
+    ) as ix:
+        wait_until(
+            lambda: ix.stats.indexed == 5 and ix.stats.dead_lettered == 4, 60, "5 indexed, 4 dead letters"
+        )
+    assert count(es_url, alias_name(es_prefix, TRAINING_LOG_TOPIC)) == 5
+    dead = {
+        h["_source"]["offset"]: h["_source"] for h in search_all(es_url, alias_name(es_prefix, "dead_letter"))
+    }
+    assert sorted(dead) == [0, 2, 3, 8]
+    assert "JSONDecodeError" in dead[0]["error"] and dead[0]["raw"] == "not json at all"
+    assert "episode_return" in dead[3]["error"] and "'high'" in dead[3]["error"]
+    assert "RejectedByElasticsearch" in dead[8]["error"]
+
+
+def test_kafka_outage_every_event_arrives_exactly_once(
+    private_kafka: KafkaServer, es_url: str, es_prefix: str, tmp_path: Path
+) -> None:
+    topic = f"test-{uuid.uuid4().hex[:12]}"
+    config = fast_config(tmp_path, es_prefix)
+    alias = alias_name(es_prefix, TRAINING_LOG_TOPIC)
+    seq = 0
+
+    def publish(sink: KafkaSink, n: int) -> None:
+        nonlocal seq
+        for _ in range(n):
+            sink.publish(topic, envelope("episode", session_id="s", worker_index=seq % 3, episode=seq))
+            seq += 1
+
+    with KafkaSink(private_kafka.url, config, topics=[topic], spool_name="w") as sink:
+        publish(sink, 150)
+        sink.flush(30)
+        with running_indexer(
+            private_kafka.url, es_url, config, {TRAINING_LOG_TOPIC: topic}, "g-outage"
+        ) as ix:
+            wait_until(lambda: count(es_url, alias) == 150, 60, "the first 150 events indexed")
+            private_kafka.stop()
+            publish(sink, 150)  # Kafka is down: these wait in the disk spool
+            sink.flush(30)
+            assert sink.stats().spooled > 0
+            private_kafka.start()
+            publish(sink, 150)
+            wait_until(lambda: count(es_url, alias) >= 450, 120, "all 450 events indexed after the restart")
+            wait_until(lambda: ix.lag() == 0, 30, "lag 0")
+        assert sink.stats().dropped_total == 0
+    hits = search_all(es_url, alias)
+    episodes = [h["_source"]["episode"] for h in hits]
+    assert len(episodes) == 450
+    assert sorted(episodes) == list(range(450))  # each exactly once
+
+
+def test_elasticsearch_outage_nothing_lost_no_duplicates(
+    kafka_bootstrap: str,
+    make_topic: Callable[..., str],
+    private_elasticsearch: ElasticsearchServer,
+    tmp_path: Path,
+) -> None:
+    topic = make_topic(2)
+    prefix = f"t{uuid.uuid4().hex[:10]}-"
+    config = fast_config(tmp_path, prefix)
+    es_url = private_elasticsearch.url
+    alias = alias_name(prefix, TRAINING_LOG_TOPIC)
+
+    with (
+        KafkaSink(kafka_bootstrap, config, topics=[topic], spool_name="w") as sink,
+        running_indexer(
+            kafka_bootstrap, es_url, config, {TRAINING_LOG_TOPIC: topic}, f"g-{uuid.uuid4().hex}"
+        ) as ix,
+    ):
+        for i in range(100):
+            sink.publish(topic, envelope("episode", session_id="s", worker_index=i % 2, episode=i))
+        wait_until(lambda: count(es_url, alias) == 100, 60, "the first 100 indexed")
+        private_elasticsearch.stop()
+        for i in range(100, 300):
+            sink.publish(topic, envelope("episode", session_id="s", worker_index=i % 2, episode=i))
+        sink.flush(30)
+        wait_until(lambda: ix.stats.bulk_failures > 0, 60, "the indexer noticing the outage")
+        private_elasticsearch.start()
+        wait_until(lambda: count(es_url, alias) >= 300, 120, "all 300 indexed after the restart")
+        wait_until(lambda: ix.lag() == 0, 30, "lag 0")
+    episodes = [h["_source"]["episode"] for h in search_all(es_url, alias)]
+    assert sorted(episodes) == list(range(300))  # nothing lost, nothing twice
+    import httpx
+
+    httpx.delete(f"{es_url}/{prefix}*", params={"expand_wildcards": "all"})

@@ -1,0 +1,118 @@
+"""KafkaSink against the real Kafka: delivery and order, topic creation, the bounded spool."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from telemetry_helpers import fast_config
+
+from hiverl.events import envelope
+from hiverl.services import free_ports
+from hiverl.telemetry.kafka_sink import KafkaSink
+from hiverl.telemetry.spool import Spool
+
+
+def consume_all(bootstrap: str, topic: str, expected: int) -> list[dict]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+        enable_auto_commit=False,
+    )
+    out: list[dict] = []
+    for message in consumer:
+        out.append({"key": message.key, "partition": message.partition, **json.loads(message.value)})
+        if len(out) >= expected:
+            break
+    consumer.close()
+    return out
+
+
+def test_events_arrive_once_and_in_order_per_worker(
+    kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = make_topic(3)
+    with KafkaSink(kafka_bootstrap, fast_config(tmp_path), topics=[topic], spool_name="w") as sink:
+        for seq in range(300):
+            sink.publish(topic, envelope("episode", session_id="s1", worker_index=seq % 3, seq=seq))
+        sink.flush(30)
+        assert sink.stats().delivered == 300
+    messages = consume_all(kafka_bootstrap, topic, 300)
+    assert sorted(m["seq"] for m in messages) == list(range(300))
+    by_worker: dict[int, list[int]] = defaultdict(list)
+    partitions: dict[bytes, set[int]] = defaultdict(set)
+    for m in messages:
+        by_worker[m["worker_index"]].append(m["seq"])
+        partitions[m["key"]].add(m["partition"])
+        assert m["session_id"] == "s1"
+        assert m["event_type"] == "episode"
+    assert all(seqs == sorted(seqs) for seqs in by_worker.values())
+    assert set(partitions) == {b"s1/0", b"s1/1", b"s1/2"}
+    assert all(len(p) == 1 for p in partitions.values())  # one worker, one partition: ordered
+
+
+def test_missing_topics_are_created_with_partitions_and_retention_from_config(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    topic = f"test-{uuid.uuid4().hex[:12]}"
+    config = fast_config(tmp_path, topic_partitions=2, topic_retention_ms=3_600_000)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        with KafkaSink(kafka_bootstrap, config, topics=[topic], spool_name="w") as sink:
+            sink.publish(topic, envelope("episode", session_id="s1", worker_index=0))
+            sink.flush(30)
+            assert sink.stats().delivered == 1
+        [described] = admin.describe_topics([topic])
+        assert len(described["partitions"]) == 2
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        assert configs["topic"][topic]["retention.ms"]["value"] == "3600000"
+    finally:
+        admin.delete_topics([topic])
+        admin.close()
+
+
+def test_a_full_spool_drops_the_oldest_counts_and_reports_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    nobody = f"127.0.0.1:{free_ports()[0]}"  # no Kafka there: everything goes to the spool
+    config = fast_config(tmp_path, spool_max_bytes=8192, spool_segment_bytes=2048)
+    with caplog.at_level(logging.WARNING):
+        sink = KafkaSink(nobody, config, topics=["t"], spool_name="w")
+        for seq in range(400):
+            sink.publish("t", envelope("episode", session_id="s1", worker_index=0, seq=seq))
+        sink.flush(10)
+        sink.publish("t", envelope("train_stats", session_id="s1", worker_index=0, seq=400))
+        sink.flush(10)
+        stats = sink.stats()
+        sink.close()
+    assert stats.dropped_total > 0
+    assert stats.dropped_total + stats.spooled == 401
+    assert "dropped" in caplog.text
+    spool = Spool(tmp_path / "w", max_bytes=8192, segment_bytes=2048)
+    events = []
+    while spool.pending:
+        batch, position = spool.peek(1000)  # one segment at a time
+        events += [json.loads(v) for _, _, v in batch]
+        spool.commit(position, len(batch))
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(401 - len(seqs), 401))  # the newest survive, oldest first
+    assert events[-1]["telemetry_dropped_total"] == stats.dropped_total  # reported in the stats event
+
+
+def test_publish_after_close_is_an_error_and_close_is_idempotent(tmp_path: Path) -> None:
+    sink = KafkaSink(f"127.0.0.1:{free_ports()[0]}", fast_config(tmp_path), topics=["t"], spool_name="w")
+    sink.close()
+    sink.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        sink.publish("t", {"event_type": "episode"})

@@ -1,0 +1,66 @@
+"""Atari frame stacks: shared-frame zstd codec round-trips and stays under 2 KB per transition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import MakeMemory
+
+from replay_memory import ObservationSpec, TransitionBatch
+
+N_STEP = 3
+
+
+@pytest.fixture(scope="module")
+def pong_stacks() -> np.ndarray:
+    """[T, 4, 84, 84] uint8 stacked observations of real Pong play (random actions)."""
+    import ale_py
+    import gymnasium
+    from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+    gymnasium.register_envs(ale_py)
+    env = gymnasium.make("ALE/Pong-v5", frameskip=1, repeat_action_probability=0.0)
+    env = FrameStackObservation(AtariPreprocessing(env, frame_skip=4), 4)
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    stacks = [obs]
+    for _ in range(200):
+        obs, *_ = env.step(int(rng.integers(6)))
+        stacks.append(obs)
+    env.close()
+    return np.stack(stacks)
+
+
+def _batch(stacks: np.ndarray) -> TransitionBatch:
+    b = len(stacks) - N_STEP
+    ids = np.arange(b)
+    return TransitionBatch(
+        obs=stacks[:b],
+        actions=ids % 6,
+        rewards=ids.astype(np.float32),
+        next_obs=stacks[N_STEP:],
+        discounts=np.full(b, 0.99**N_STEP, np.float32),
+        terminated=np.zeros(b, bool),
+        truncated=np.zeros(b, bool),
+        n_steps=np.full(b, N_STEP, np.int32),
+        episode_ids=np.zeros(b, np.int64),
+        step_indices=ids,
+        worker_id="atari",
+    )
+
+
+def test_atari_round_trip_and_size(make_memory: MakeMemory, pong_stacks: np.ndarray) -> None:
+    memory = make_memory(capacity=256, observation=ObservationSpec((4, 84, 84), "uint8"))
+    batch = _batch(pong_stacks)
+    memory.insert(batch)
+    sample = memory.sample(64, 0.4, rng=np.random.default_rng(0))
+    ids = sample.rewards.astype(np.int64)
+    np.testing.assert_array_equal(sample.obs, batch.obs[ids])
+    np.testing.assert_array_equal(sample.next_obs, batch.next_obs[ids])
+    np.testing.assert_array_equal(sample.actions, ids % 6)
+    # Redis's own accounting of the stored transitions (SAMPLES 0: every field counted)
+    shard = memory.shards[0]
+    data_bytes = shard.client.memory_usage(shard.keys[1], samples=0)
+    per_transition = data_bytes / len(batch)
+    assert per_transition <= 2048, per_transition
+    assert per_transition < pong_stacks[0].nbytes * 2 / 50  # >50x smaller than the raw pair

