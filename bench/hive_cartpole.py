@@ -18,7 +18,7 @@ that never reached 475 as the full budget (so with censored private workers it i
 Targets: every hive worker within 100,000 of its own steps; speedup >= 1.5.
 
 Usage: ``python bench/hive_cartpole.py [--seeds 3] [--budget 100000] [--quick]``
-(``--quick``: 1 seed, 15,000 steps, to check the script; the numbers then mean little).
+(``--quick``: 1 seed, 5,000 steps, to check the script; the numbers then mean little).
 """
 
 from __future__ import annotations
@@ -140,13 +140,13 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=100_000, help="env steps per worker")
-    parser.add_argument("--quick", action="store_true", help="1 seed, 15k steps: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="1 seed, 5k steps: a smoke run")
     parser.add_argument("--modes", default="hive,private,solo")
     parser.add_argument("--out", type=Path, default=Path("var/bench/hive_cartpole"))
     parser.add_argument("--set", action="append", default=[], help="extra setting, e.g. agent.lr=0.001")
     args = parser.parse_args()
     if args.quick:
-        args.seeds, args.budget = 1, 15_000
+        args.seeds, args.budget = 1, 5_000
     from rich.console import Console
     from rich.table import Table
 

@@ -108,9 +108,9 @@ def pong_batch(n: int, n_step: int = 3) -> TransitionBatch:
 # ---------------------------------------------------------------- measuring
 def _run_workers(
     target: Callable[..., None], args: tuple[Any, ...], processes: int, seconds: float
-) -> tuple[float, float]:
-    """Aggregate operations/s of ``processes`` workers running ``target`` for ``seconds``, and
-    the workers' CPU microseconds per operation (immune to other load on the machine)."""
+) -> tuple[int, float, float]:
+    """Runs ``processes`` workers of ``target`` for ``seconds``; returns the operations done, the
+    longest worker's wall time and the workers' total CPU seconds (immune to other load)."""
     ctx = mp.get_context("fork")
     out: mp.Queue = ctx.Queue()
     start = ctx.Event()
@@ -122,8 +122,7 @@ def _run_workers(
     counts = [out.get(timeout=seconds + 120) for _ in procs]
     for p in procs:
         p.join()
-    ops = sum(c[0] for c in counts)
-    return ops / max(c[1] for c in counts), 1e6 * sum(c[2] for c in counts) / max(ops, 1)
+    return sum(c[0] for c in counts), max(c[1] for c in counts), sum(c[2] for c in counts)
 
 
 def _insert_worker(
@@ -194,43 +193,53 @@ def _redis_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def bench_memory(
+def bench_memories(
     url: str,
     client: redis.Redis,
     kind: str,
     spec: ObservationSpec,
     batch: TransitionBatch,
-    capacity: int,
+    capacities: tuple[int, ...],
     s: Settings,
-) -> dict[str, Any]:
-    """Bytes, insert and sample throughput of one memory (kind, capacity)."""
-    config = MemoryConfig(name=f"bench-{kind}-{capacity}", capacity=capacity, alpha=0.6, observation=spec)
-    before = _used_memory(client)
-    row: dict[str, Any] = {"kind": kind, "capacity": capacity}
-    with ReplayMemory.open(url, config) as memory:
-        payloads = encode_batch(batch, spec)
-        t0 = time.perf_counter()
-        _fill(memory, payloads, capacity)
-        row["fill_per_s"] = capacity / (time.perf_counter() - t0)
-        row["bytes_per_transition"] = (_used_memory(client) - before) / capacity
-    for p in PROCESSES:
-        cpu0 = _redis_cpu(client)
-        row[f"sample_{p}"], client_cpu = _run_workers(_sample_worker, (url, config), p, s.seconds)
-        if p == PROCESSES[-1]:
-            row["redis_cpu_us_per_sample"] = (
-                1e6 * (_redis_cpu(client) - cpu0) / (row[f"sample_{p}"] * s.seconds)
-            )
-            row["client_cpu_us_per_sample"] = client_cpu
-    for p in PROCESSES:
-        cpu0 = _redis_cpu(client)
-        row[f"insert_{p}"], client_cpu = _run_workers(_insert_worker, (url, config, batch), p, s.seconds)
-        if p == PROCESSES[-1]:
-            row["redis_cpu_us_per_insert"] = (
-                1e6 * (_redis_cpu(client) - cpu0) / (row[f"insert_{p}"] * s.seconds)
-            )
-            row["client_cpu_us_per_insert"] = client_cpu
-    client.delete(*(key for key in client.scan_iter(match=f"*{{{config.name}:*")))
-    return row
+) -> list[dict[str, Any]]:
+    """Bytes, insert and sample throughput of one memory per capacity.
+
+    The capacities are measured in turn, one-second slice by slice, so load drifting on a shared
+    machine hits them alike and their ratio stays meaningful.
+    """
+    configs = {
+        c: MemoryConfig(name=f"bench-{kind}-{c}", capacity=c, alpha=0.6, observation=spec) for c in capacities
+    }
+    rows: dict[int, dict[str, Any]] = {c: {"kind": kind, "capacity": c} for c in capacities}
+    payloads = encode_batch(batch, spec)
+    for c, config in configs.items():
+        before = _used_memory(client)
+        with ReplayMemory.open(url, config) as memory:
+            _fill(memory, payloads, c)
+        rows[c]["bytes_per_transition"] = (_used_memory(client) - before) / c
+    slices = max(1, round(s.seconds))
+    jobs: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = [
+        ("sample", _sample_worker, ()),
+        ("insert", _insert_worker, (batch,)),
+    ]
+    for op, worker, extra in jobs:
+        for p in PROCESSES:
+            totals = {c: np.zeros(4) for c in capacities}  # ops, wall s, client CPU s, Redis CPU s
+            for _ in range(slices):
+                for c in capacities:
+                    cpu0 = _redis_cpu(client)
+                    ops, wall, client_cpu = _run_workers(
+                        worker, (url, configs[c], *extra), p, s.seconds / slices
+                    )
+                    totals[c] += (ops, wall, client_cpu, _redis_cpu(client) - cpu0)
+            for c, (n_ops, seconds, cpu_client, cpu_redis) in totals.items():
+                rows[c][f"{op}_{p}"] = n_ops / seconds
+                if p == PROCESSES[-1]:
+                    rows[c][f"redis_cpu_us_per_{op}"] = 1e6 * cpu_redis / n_ops
+                    rows[c][f"client_cpu_us_per_{op}"] = 1e6 * cpu_client / n_ops
+    for config in configs.values():
+        client.delete(*(key for key in client.scan_iter(match=f"*{{{config.name}:*")))
+    return [rows[c] for c in capacities]
 
 
 def bench_seed(url: str, client: redis.Redis, payload: bytes, s: Settings) -> dict[str, Any]:
@@ -243,9 +252,11 @@ def bench_seed(url: str, client: redis.Redis, payload: bytes, s: Settings) -> di
     row: dict[str, Any] = {"kind": "seed list", "capacity": s.seed_list}
     row["bytes_per_transition"] = client.memory_usage("seed:list") / s.seed_list
     for p in PROCESSES:
-        row[f"sample_{p}"], _ = _run_workers(_seed_sample_worker, (url, s.seed_list), p, s.seconds)
+        ops, wall, _ = _run_workers(_seed_sample_worker, (url, s.seed_list), p, s.seconds)
+        row[f"sample_{p}"] = ops / wall
     for p in PROCESSES:
-        row[f"insert_{p}"], _ = _run_workers(_seed_insert_worker, (url, payload), p, s.seconds)
+        ops, wall, _ = _run_workers(_seed_insert_worker, (url, payload), p, s.seconds)
+        row[f"insert_{p}"] = ops / wall
     client.delete("seed:list")
     return row
 
@@ -309,8 +320,8 @@ def main() -> None:
             rng = np.random.default_rng(0)
             cartpole = cartpole_batch(INSERT_BATCH, rng)
             atari = pong_batch(INSERT_BATCH)
-            rows = [bench_memory(url, client, "cartpole", CARTPOLE, cartpole, c, s) for c in s.capacities]
-            rows.append(bench_memory(url, client, "atari", ATARI, atari, s.atari_capacity, s))
+            rows = bench_memories(url, client, "cartpole", CARTPOLE, cartpole, s.capacities, s)
+            rows += bench_memories(url, client, "atari", ATARI, atari, (s.atari_capacity,), s)
             rows.append(bench_seed(url, client, encode_batch(cartpole, CARTPOLE)[0], s))
         finally:
             if server is not None:

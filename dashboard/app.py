@@ -361,7 +361,7 @@ def create_app(
                     "status": r["status"],
                     "started_at": r["started_at"],
                 }
-                for r in dash.archive.rows()[:30]
+                for r in dash.archive.rows(limit=30)
             ]
         except ServiceDown as error:
             down[error.service] = error.reason

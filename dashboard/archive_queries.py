@@ -8,13 +8,13 @@ so a new hyperparameter becomes filterable without any change to this module.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dashboard.outage import OutageGuard
-from hiverl.archive.document import decode
 
 MAX_SESSIONS = 5000
 
@@ -230,51 +230,50 @@ def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, An
 
 
 class ArchiveQueries:
-    """Read-only archive access; every call raises :class:`~dashboard.outage.ServiceDown` on outage."""
+    """Read access through :class:`hiverl.archive.SessionArchive`; every call raises
+    :class:`~dashboard.outage.ServiceDown` when the archive is unreachable."""
 
     def __init__(
         self, mongo_uri: str, database: str | None = None, timeout_s: float = 1.0, backoff_s: float = 5.0
-    ):
-        from pymongo import MongoClient
+    ) -> None:
+        from hiverl.archive import ArchiveSettings, SessionArchive
 
-        self.client: MongoClient[dict[str, Any]] = MongoClient(
-            mongo_uri,
-            serverSelectionTimeoutMS=int(timeout_s * 1000),
-            connectTimeoutMS=int(timeout_s * 1000),
-            socketTimeoutMS=int(timeout_s * 3000),
-        )
-        self.sessions = self.client[database or "hiverl"]["sessions"]
+        settings = ArchiveSettings(**{})
+        update: dict[str, Any] = {"timeout_s": timeout_s}
+        if database:
+            update["database"] = database
+        self.archive = SessionArchive(mongo_uri, settings.model_copy(update=update))
         self.guard = OutageGuard("mongodb", backoff_s)
 
-    def _find(self, query: dict[str, Any], limit: int, projection: dict[str, Any] | None = None) -> list[Any]:
-        def run() -> list[Any]:
-            cursor = self.sessions.find(query, projection).sort("started_at", -1).limit(limit)
-            return [decode(doc) for doc in cursor]
+    def _list(self, sweep: bool = False, **query: Any) -> list[dict[str, Any]]:
+        from hiverl.archive import SessionQuery
 
-        return self.guard.call(run)
+        documents = self.guard.call(lambda: self.archive.list(SessionQuery(**query), sweep=sweep))
+        return [document.model_dump(mode="python") for document in documents]
 
     def rows(self, limit: int = MAX_SESSIONS) -> list[dict[str, Any]]:
-        """Table rows of the most recently started ``limit`` sessions."""
-        return [row(doc) for doc in self._find({}, limit, {"learning_curve": 0, "worker_results": 0})]
+        """Table rows of the most recently started ``limit`` sessions (silent ones marked crashed)."""
+        return [row(doc) for doc in self._list(sweep=True, limit=limit)]
 
     def get(self, session_id: str) -> dict[str, Any] | None:
         """The full document of one session (JSON-safe), or None."""
-        found = self._find({"session_id": session_id}, 1)
-        return _json_safe(found[0]) if found else None
+        document = self.guard.call(lambda: self.archive.get(session_id, sweep=False))
+        return _json_safe(document.model_dump(mode="python")) if document else None
 
     def curves(self, session_ids: Iterable[str]) -> dict[str, list[list[float]]]:
-        """Archived learning curves (hive env steps, mean return) of the given sessions."""
-        ids = list(session_ids)
-        found = self._find({"session_id": {"$in": ids}}, len(ids), {"session_id": 1, "learning_curve": 1})
-        curves = {doc["session_id"]: learning_curve(doc) for doc in found}
-        return {session_id: curves.get(session_id, []) for session_id in ids}
+        """Archived learning curves (hive env steps, mean return); empty for unknown sessions."""
+        curves = {}
+        for session_id in session_ids:
+            document = self.guard.call(functools.partial(self.archive.get, session_id, sweep=False))
+            curves[session_id] = learning_curve(document.model_dump(mode="python")) if document else []
+        return curves
 
     def running(self) -> list[dict[str, Any]]:
-        return [row(doc) for doc in self._find({"status": "running"}, 100, {"learning_curve": 0})]
+        return [row(doc) for doc in self._list(sweep=True, status="running", limit=100)]
 
     def latest(self) -> dict[str, Any] | None:
-        found = self._find({}, 1, {"learning_curve": 0, "worker_results": 0})
+        found = self._list(limit=1)
         return row(found[0]) if found else None
 
     def close(self) -> None:
-        self.client.close()
+        self.archive.close()

@@ -7,8 +7,11 @@ multiply the probes.
 
 from __future__ import annotations
 
+import json
 import platform
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -76,20 +79,55 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _detect_device() -> dict[str, Any]:
-    try:
-        import torch
+_DEVICE_PROBE = """
+import json, torch
+if torch.cuda.is_available():
+    name = torch.cuda.get_device_name(torch.cuda.current_device())
+    print(json.dumps({"kind": "cuda", "name": name, "count": torch.cuda.device_count()}))
+else:
+    print(json.dumps({"kind": "cpu"}))
+"""
 
-        if torch.cuda.is_available():
-            index = torch.cuda.current_device()
-            return {
-                "kind": "cuda",
-                "name": torch.cuda.get_device_name(index),
-                "count": torch.cuda.device_count(),
-            }
-    except Exception as error:  # a broken CUDA install still leaves the CPU
+
+def _detect_device(timeout_s: float = 300.0) -> dict[str, Any]:
+    """What ``device=auto`` training would use: the CUDA GPU's name, else the CPU model.
+
+    Asked in a child process: importing torch takes seconds and would hold this server's GIL.
+    """
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", _DEVICE_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=True,
+        )
+        found: dict[str, Any] = json.loads(probe.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as error:  # no usable torch
         return {"kind": "cpu", "name": cpu_model(), "note": f"torch: {type(error).__name__}"}
-    return {"kind": "cpu", "name": cpu_model()}
+    if found.get("kind") != "cuda":
+        found = {"kind": "cpu", "name": cpu_model()}
+    return found
+
+
+_detected_device: dict[str, Any] | None = None
+_detection_lock = threading.Lock()
+_detection_started = False
+
+
+def _start_device_detection() -> None:
+    """Detect the device once per process, in the background (the device does not change)."""
+    global _detection_started
+    with _detection_lock:
+        if _detection_started:
+            return
+        _detection_started = True
+
+    def detect() -> None:
+        global _detected_device
+        _detected_device = _detect_device()
+
+    threading.Thread(target=detect, name="device-detect", daemon=True).start()
 
 
 class StatusProbe:
@@ -102,17 +140,12 @@ class StatusProbe:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="status-ping")
         self._lock = threading.Lock()
         self._cached: tuple[float, dict[str, dict[str, Any]]] | None = None
-        self._device: dict[str, Any] | None = None
-        # torch takes seconds to import: detect the device in the background from the start.
-        threading.Thread(target=self._detect_device_once, name="device-detect", daemon=True).start()
-
-    def _detect_device_once(self) -> None:
-        self._device = _detect_device()
+        _start_device_detection()
 
     @property
     def device(self) -> dict[str, Any]:
         """``{"kind": "cuda"|"cpu", "name": ...}``; the CPU model until detection finishes."""
-        return self._device or {"kind": "cpu", "name": cpu_model(), "note": "detecting"}
+        return _detected_device or {"kind": "cpu", "name": cpu_model(), "note": "detecting"}
 
     def services(self) -> dict[str, dict[str, Any]]:
         """``{name: {"up": bool, "address": redacted, "error": str | None}}`` for each service."""

@@ -53,6 +53,7 @@ def _histogram(field_names: Sequence[str], interval: int, start_ms: float, end_m
         "date_histogram": {
             "field": TIME_FIELD,
             "fixed_interval": f"{interval}ms",
+            "offset": f"+{int(start_ms) % interval}ms",  # buckets start at start_ms, not before it
             "min_doc_count": 1,
             "hard_bounds": {"min": int(start_ms), "max": int(end_ms)},
         },

@@ -127,7 +127,55 @@ def evaluate(
         console.print(f"video: {video}")
 
 
+def worker(
+    index: Annotated[
+        int, typer.Option(envvar="HIVERL_WORKER_INDEX", min=0, help="This worker's index in the hive.")
+    ],
+    config: Annotated[Path | None, typer.Option("--config", help="TOML or YAML settings file.")] = None,
+    assignments: Annotated[list[str] | None, typer.Option("--set", help="Any setting, KEY=VALUE.")] = None,
+) -> None:
+    """Run ONE worker of a hive in this process (one container per worker; see compose.yaml).
+
+    Settings come from CONFIG_* env vars like ``hiverl train`` (CONFIG_SESSION_ID is required: every
+    worker of one hive uses the same id). The memory is at REDIS_URL. SIGTERM or Ctrl-C saves a
+    checkpoint and exits; a restarted worker resumes from it.
+    """
+    import signal
+    import threading
+
+    from rich.console import Console
+
+    from game.worker import Worker, WorkerContext
+    from hiverl.config import ConfigError, load_config, parse_assignments
+    from hiverl.endpoints import Endpoints
+    from hiverl.events import JsonlSink
+
+    console = Console()
+    try:
+        resolved = load_config(config, parse_assignments(assignments or []))
+        if resolved.session_id is None:
+            raise ConfigError("session_id: required for a single worker (set CONFIG_SESSION_ID)")
+        resolved.for_worker(index)  # index within 0..workers-1
+    except ConfigError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sink = JsonlSink(resolved.run_dir / resolved.session_id / f"events-worker-{index}.jsonl")
+    context = WorkerContext(index, resolved.session_id, resolved.to_json_dict(), Endpoints().redis_url)
+
+    def on_status(kind: str, payload: dict[str, Any]) -> None:
+        console.print(f"worker {index} {kind}: {payload}")
+
+    try:
+        Worker(context, sink, on_status).run(stop.is_set)
+    finally:
+        sink.close()
+
+
 def register(app: typer.Typer) -> None:
     """Add this component's top-level commands to the ``hiverl`` app."""
     app.command("train")(train)
     app.command("evaluate")(evaluate)
+    app.command("worker")(worker)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import pickle
 import platform
-import queue
 import secrets
 import subprocess
 import time
@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +175,7 @@ class Trainer:
         )
         self.views = [WorkerView(i) for i in range(self.config.workers)]
         self._ctx = mp.get_context("spawn")
-        self._messages: Any = self._ctx.Queue()
+        self._connections: dict[int, Connection] = {}  # worker index -> its pipe's read end
         self._stop = self._ctx.Event()
         self._procs: dict[int, Any] = {}
         self._started_at = datetime.now(UTC)
@@ -215,10 +216,16 @@ class Trainer:
 
     def _spawn(self, index: int) -> None:
         context = WorkerContext(index, self.session_id, self.config.to_json_dict(), self.redis_url)
+        old = self._connections.pop(index, None)
+        if old is not None:
+            old.close()
+        reader, writer = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
-            target=run_worker, args=(context, self._messages, self._stop), name=f"hiverl-worker-{index}"
+            target=run_worker, args=(context, writer, self._stop), name=f"hiverl-worker-{index}"
         )
         process.start()
+        writer.close()  # the child holds the write end; EOF on the read end means it is gone
+        self._connections[index] = reader
         self._procs[index] = process
         self.views[index].pid = process.pid
 
@@ -258,12 +265,23 @@ class Trainer:
             self.on_message(kind, index, payload)
 
     def _drain(self, timeout_s: float) -> None:
-        try:
-            self._handle(self._messages.get(timeout=timeout_s))
-            while True:
-                self._handle(self._messages.get_nowait())
-        except queue.Empty:
-            pass
+        """Handle every message that arrives within ``timeout_s`` (then whatever is already there)."""
+        while self._connections:
+            ready = wait(list(self._connections.values()), timeout=timeout_s)
+            if not ready:
+                return
+            timeout_s = 0.0
+            for index, connection in list(self._connections.items()):
+                if connection not in ready:
+                    continue
+                try:
+                    message = connection.recv()
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    # The worker exited (or was killed mid-message): its channel is done.
+                    connection.close()
+                    del self._connections[index]
+                    continue
+                self._handle(message)
 
     def _supervise(self, stopping: bool) -> None:
         for index, process in list(self._procs.items()):

@@ -21,6 +21,7 @@ optimizer, RNG states); a new worker of a session warm-starts from the session's
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import signal
@@ -32,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.queues import Queue
+from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as EventType
 from typing import Any
 
@@ -43,7 +44,7 @@ from game.checkpoints import ModelStore
 from game.dqn import DQNAgent, NStepAccumulator, NStepTransition, select_device
 from game.envs import env_spec, episode_stats, make_vector_env
 from hiverl.config import SessionConfig, config_from_dict
-from hiverl.events import TRAINING_LOG_TOPIC, envelope
+from hiverl.events import TRAINING_LOG_TOPIC, EventSink, envelope
 
 RETURN_WINDOW = 100  # episodes in the running mean return
 
@@ -58,16 +59,20 @@ class WorkerContext:
     redis_url: str
 
 
-class QueueSink:
-    """EventSink that forwards events to the trainer process, which publishes them to the real sink."""
+class PipeSink:
+    """EventSink that forwards events to the trainer process, which publishes them to the real sink.
 
-    def __init__(self, queue: Queue[Any]) -> None:
-        self.queue = queue
+    Each worker has its own pipe (not a queue shared by all workers): a worker killed mid-write
+    can only break its own channel, never block the others.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
 
     def publish(self, topic: str, event: Mapping[str, Any]) -> None:
-        # A queue closed during shutdown must not stop the worker: telemetry is best effort.
+        # A pipe closed during shutdown must not stop the worker: telemetry is best effort.
         with contextlib.suppress(ValueError, OSError):
-            self.queue.put(("event", topic, dict(event)))
+            self.connection.send(("event", topic, dict(event)))
 
     def flush(self, timeout_s: float = 10.0) -> None:
         pass
@@ -79,21 +84,24 @@ class QueueSink:
 class MemoryPipeline:
     """Talks to the memory from one background thread so learning overlaps with Redis round trips.
 
-    Inserts and priority updates are queued (fire and forget; errors surface on the next call);
-    the next prioritized sample is requested as soon as the current one is handed out, so it is
-    fetched while the learner computes (it therefore misses the newest priority update: one step
-    of staleness, as in Ape-X's prefetching learner). All calls run in order on one thread, so the
-    memory client is never used concurrently. ``blocked_s`` counts only the time the worker's
-    main thread waited for the memory.
+    Inserts and priority updates are queued (fire and forget; errors surface on the next call).
+    Samples come ``chunk`` batches per round trip, and the next chunk is requested as soon as the
+    current one is handed out, so it is fetched while the learner computes. A batch therefore may
+    miss the priority updates of the last ``chunk`` learning steps (Ape-X's learner prefetches the
+    same way); importance weights are normalised over the whole memory, so slicing a chunk keeps
+    them exact. All calls run in order on one thread, so the memory client is never used
+    concurrently. ``blocked_s`` counts only the time the worker's main thread waited.
     """
 
-    def __init__(self, memory: Any, batch_size: int, seed: int) -> None:
+    def __init__(self, memory: Any, batch_size: int, chunk: int, seed: int) -> None:
         self.memory = memory
         self.batch_size = batch_size
+        self.chunk = chunk
         self.rng = np.random.default_rng(seed)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memory")
         self.pending: deque[Future[Any]] = deque()
-        self.next_sample: Future[Any] | None = None
+        self.next_chunk: Future[Any] | None = None
+        self.ready: deque[Any] = deque()
         self.blocked_s = 0.0
 
     def _check(self) -> None:
@@ -120,19 +128,22 @@ class MemoryPipeline:
         return int(self._wait(self.executor.submit(len, self.memory)))
 
     def sample(self, beta: float) -> Any:
-        """A prioritized batch (prefetched with the previous call's beta), and prefetch the next."""
-        current = self.next_sample or self._request_sample(beta)
-        self.next_sample = self._request_sample(beta)
-        return self._wait(current)
+        """One prioritized batch of ``batch_size`` (from the prefetched chunk; prefetch the next)."""
+        if not self.ready:
+            current = self.next_chunk or self._request_chunk(beta)
+            self.next_chunk = self._request_chunk(beta)
+            self.ready.extend(_split(self._wait(current), self.chunk))
+        return self.ready.popleft()
 
-    def _request_sample(self, beta: float) -> Future[Any]:
-        return self.executor.submit(self.memory.sample, self.batch_size, beta, self.rng)
+    def _request_chunk(self, beta: float) -> Future[Any]:
+        return self.executor.submit(self.memory.sample, self.batch_size * self.chunk, beta, self.rng)
 
     def drain(self) -> None:
-        """Wait for every queued insert and update (before a checkpoint or exit)."""
-        if self.next_sample is not None:
-            self._wait(self.next_sample)
-            self.next_sample = None
+        """Wait for every queued call and drop prefetched samples (before a checkpoint or exit)."""
+        if self.next_chunk is not None:
+            self._wait(self.next_chunk)
+            self.next_chunk = None
+        self.ready.clear()
         while self.pending:
             self._wait(self.pending.popleft())
 
@@ -142,6 +153,18 @@ class MemoryPipeline:
         finally:
             self.executor.shutdown(wait=True)
             self.memory.close()
+
+
+def _split(batch: Any, parts: int) -> list[Any]:
+    """Cut a SampledBatch of parts*B rows into ``parts`` SampledBatches of B rows."""
+    if parts == 1:
+        return [batch]
+    size = len(batch.indices) // parts
+    columns = {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
+    return [
+        type(batch)(**{name: value[i * size : (i + 1) * size] for name, value in columns.items()})
+        for i in range(parts)
+    ]
 
 
 def memory_name(session_id: str, index: int, shared: bool) -> str:
@@ -171,16 +194,27 @@ def stack_transitions(
     )
 
 
-class Worker:
-    """State and loop of one worker; :func:`run_worker` is the process entry point."""
+StatusCallback = Callable[[str, dict[str, Any]], None]
 
-    def __init__(self, context: WorkerContext, messages: Queue[Any]) -> None:
+
+class Worker:
+    """State and loop of one worker; :func:`run_worker` is the process entry point of a hive.
+
+    Args:
+        context: worker index, session, resolved hive settings, Redis URL.
+        sink: where telemetry events go (the trainer's pipe, or e.g. a Kafka sink directly).
+        on_status: lifecycle messages (``started``, ``checkpoint``, ``done``) with a payload dict.
+    """
+
+    def __init__(
+        self, context: WorkerContext, sink: EventSink, on_status: StatusCallback | None = None
+    ) -> None:
         from replay_memory import MemoryConfig, ObservationSpec, ReplayMemory
 
         self.context = context
         self.index = context.index
-        self.messages = messages
-        self.sink = QueueSink(messages)
+        self.on_status = on_status
+        self.sink = sink
         hive = config_from_dict(context.config)
         self.hive = hive
         self.config: SessionConfig = hive.for_worker(self.index)
@@ -223,7 +257,9 @@ class Worker:
                 key_prefix=memory_settings.key_prefix,
             ),
         )
-        self.memory = MemoryPipeline(memory, self.settings.batch_size, self.seed + 1)
+        self.memory = MemoryPipeline(
+            memory, self.settings.batch_size, self.settings.sample_chunk, self.seed + 1
+        )
         self.resumed_from: int | None = None
         self.warm_started = False
         self._restore()
@@ -281,8 +317,8 @@ class Worker:
     # -- telemetry --------------------------------------------------------------------------------
 
     def _message(self, kind: str, payload: dict[str, Any]) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            self.messages.put((kind, self.index, payload))
+        if self.on_status is not None:
+            self.on_status(kind, payload)
 
     def _event(self, event_type: str, **fields: Any) -> None:
         self.sink.publish(
@@ -298,7 +334,7 @@ class Worker:
         )
 
     def epsilon(self) -> float:
-        return self.hive.epsilon(self.index, self.env_steps)
+        return self.config.exploration.epsilon(self.index, self.hive.workers, self.env_steps)
 
     def mean_return(self) -> float | None:
         return float(np.mean(self.returns)) if self.returns else None
@@ -317,9 +353,9 @@ class Worker:
         next_episode_id = int(episode_ids.max()) + 1
         episode_steps = np.zeros(num_envs, dtype=np.int64)
         pending: list[NStepTransition] = []
-        min_size = max(settings.learning_starts, settings.batch_size)
+        min_size = max(settings.learning_starts, settings.batch_size * settings.sample_chunk)
         learning = False
-        last_loss = float("nan")
+        last_loss: float | None = None
         last_return: float | None = None
         started = last_stats = time.monotonic()
         steps_at_stats, updates_at_stats, memory_at_stats = self.env_steps, self.agent.updates, 0.0
@@ -460,18 +496,24 @@ def _as_python_random_state(stored: list[Any]) -> tuple[Any, ...]:
     return (stored[0], tuple(stored[1]), stored[2])
 
 
-def run_worker(context: WorkerContext, messages: Queue[Any], stop: EventType) -> None:
-    """Process entry point: run one worker until its budget is spent or the hive stops."""
+def run_worker(context: WorkerContext, connection: Connection, stop: EventType) -> None:
+    """Process entry point: run one worker until its budget is spent or the hive stops.
+
+    Messages to the trainer go through ``connection`` (this worker's own pipe).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer handles Ctrl-C and sets ``stop``
     terminate = threading.Event()  # SIGTERM stops this worker only (checkpointing), not the hive
     signal.signal(signal.SIGTERM, lambda *_: terminate.set())
+
+    def on_status(kind: str, payload: dict[str, Any]) -> None:
+        with contextlib.suppress(ValueError, OSError):  # pipe closed during shutdown
+            connection.send((kind, context.index, payload))
+
     try:
-        Worker(context, messages).run(lambda: stop.is_set() or terminate.is_set())
+        worker = Worker(context, PipeSink(connection), on_status)
+        worker.run(lambda: stop.is_set() or terminate.is_set())
     except BaseException:
-        messages.put(("error", context.index, traceback.format_exc()))
+        on_status("error", {"text": traceback.format_exc()})
         raise
     finally:
-        # Let the queue's feeder thread deliver the last messages before the process exits.
-        if threading.current_thread() is threading.main_thread():
-            messages.close()
-            messages.join_thread()
+        connection.close()

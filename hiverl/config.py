@@ -45,7 +45,7 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
 
 
 class AgentSettings(_Section):
@@ -88,6 +88,9 @@ class AgentSettings(_Section):
     insert_batch: int = Field(
         default=32, ge=1, description="Transitions buffered before one insert to the memory."
     )
+    sample_chunk: int = Field(
+        default=4, ge=1, le=64, description="Batches fetched per sampling round trip to the memory."
+    )
 
     @field_validator("hidden_sizes")
     @classmethod
@@ -114,6 +117,16 @@ class ExplorationSettings(_Section):
     ladder_epsilon: float = Field(default=0.4, gt=0.0, lt=1.0, description="Base ε of the Ape-X ladder.")
     ladder_alpha: float = Field(default=7.0, ge=0.0, description="Exponent spread of the Ape-X ladder.")
 
+    def epsilon(self, index: int, workers: int, env_steps: int) -> float:
+        """ε of worker ``index`` of ``workers`` after ``env_steps`` of its own env steps."""
+        if self.schedule == "constant":
+            return self.start
+        if self.schedule == "ladder":
+            spread = index / (workers - 1) if workers > 1 else 0.0
+            return float(self.ladder_epsilon ** (1.0 + self.ladder_alpha * spread))
+        fraction = min(1.0, env_steps / self.decay_steps)
+        return self.start + fraction * (self.end - self.start)
+
 
 class MemorySettings(_Section):
     """The shared replay memory every worker writes to and samples from."""
@@ -138,6 +151,7 @@ class SessionConfig(BaseSettings):
         extra="forbid",
         validate_assignment=True,
         validate_default=True,
+        coerce_numbers_to_str=True,
     )
 
     env_id: str = Field(default="CartPole-v1", min_length=1, description="gymnasium id (discrete actions).")
@@ -232,15 +246,8 @@ class SessionConfig(BaseSettings):
         return self._merged(self.worker_overrides.get(index, {}), label=f"worker_overrides.{index}.")
 
     def epsilon(self, index: int, env_steps: int) -> float:
-        """ε of worker ``index`` after ``env_steps`` of its own env steps."""
-        explore = self.for_worker(index).exploration
-        if explore.schedule == "constant":
-            return explore.start
-        if explore.schedule == "ladder":
-            spread = index / (self.workers - 1) if self.workers > 1 else 0.0
-            return float(explore.ladder_epsilon ** (1.0 + explore.ladder_alpha * spread))
-        fraction = min(1.0, env_steps / explore.decay_steps)
-        return explore.start + fraction * (explore.end - explore.start)
+        """ε of worker ``index`` after ``env_steps`` of its own env steps (its overrides applied)."""
+        return self.for_worker(index).exploration.epsilon(index, self.workers, env_steps)
 
     # -- output ----------------------------------------------------------------------------------
 
@@ -294,6 +301,20 @@ def _format_errors(error: ValidationError) -> str:
     return "invalid settings:\n  " + "\n  ".join(_error_lines(error))
 
 
+def _parse_value(raw: str) -> Any:
+    """A YAML scalar or flow list/mapping; anything else (``a:b``, ``x:``) stays the raw string."""
+    text = raw.strip()
+    if not text:
+        return ""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, dict) and not text.startswith("{"):
+        return raw
+    return value
+
+
 def parse_assignments(assignments: list[str]) -> dict[str, Any]:
     """Turn ``["agent.lr=0.001", "workers=2"]`` into a nested dict of CLI overrides.
 
@@ -310,7 +331,7 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {assignment!r}: {part} is both a value and a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        node[parts[-1]] = _parse_value(raw)
     return result
 
 

@@ -32,7 +32,7 @@ def monitor(
     from monitor.service import MemoryMonitor, MemorySource, MonitorSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # outages are reported by us
     settings = MonitorSettings(
         memory_name=memory, key_prefix=key_prefix, interval_s=interval, session_id=session_id
     )

@@ -84,17 +84,14 @@ class MemorySource:
     def _open(self) -> None:
         import redis
 
-        from replay_memory import MemoryConfig, ReplayMemory
+        from replay_memory import InvalidConfigError, ReplayMemory
 
         urls = [u.strip() for u in self.redis_url.split(",") if u.strip()]
         self._servers = [redis.Redis.from_url(u, socket_timeout=5, socket_connect_timeout=5) for u in urls]
-        # The monitor does not know the memory's config: read the one stored with shard 0.
-        meta_key = f"{self.key_prefix}{{{self.memory_name}:0}}:meta"
-        stored = self._servers[0].hget(meta_key, "config")
-        if stored is None:
-            raise MemoryNotFoundError(f"replay memory {self.memory_name!r} (key {meta_key}) not found")
-        config = MemoryConfig.from_json(stored.decode(), key_prefix=self.key_prefix)
-        self._memory = ReplayMemory.open(self.redis_url, config)
+        try:  # the monitor does not know the memory's config: attach reads the stored one
+            self._memory = ReplayMemory.attach(self.redis_url, self.memory_name, self.key_prefix)
+        except InvalidConfigError as exc:
+            raise MemoryNotFoundError(str(exc)) from exc
 
     def read(self) -> list[ShardReading]:
         """The whole memory (``shard = -1``) and, if the memory reports them, each shard."""

@@ -86,15 +86,25 @@ def load(
     name: str = typer.Option("", "--name", help="Load under this name (default: the saved one)."),
     key_prefix: str = PrefixOption,
     replace: bool = typer.Option(False, "--replace", help="Overwrite an existing non-empty memory."),
+    shards: int = typer.Option(0, "--shards", help="Re-shard into this many shards (default: as saved)."),
+    capacity: int = typer.Option(0, "--capacity", help="New total capacity (default: as saved)."),
 ) -> None:
-    """Recreate the memory saved in FILE (same name and configuration)."""
+    """Recreate the memory saved in FILE (same configuration, or re-sharded / resized)."""
     from redis import RedisError
 
     from replay_memory import ReplayMemoryError
     from replay_memory.snapshot import load as load_snapshot
 
     try:
-        config = load_snapshot(_url(), file, key_prefix=key_prefix, replace=replace, name=name or None)
+        config = load_snapshot(
+            _url(),
+            file,
+            key_prefix=key_prefix,
+            replace=replace,
+            name=name or None,
+            shards=shards or None,
+            capacity=capacity or None,
+        )
     except (ReplayMemoryError, OSError, RedisError) as e:
         raise _fail(e) from e
     typer.echo(f"loaded memory {config.name!r} from {file}")

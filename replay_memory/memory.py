@@ -9,6 +9,7 @@ masses p^alpha stored as packed float64 strings, one string per level (see ``lua
 from __future__ import annotations
 
 import json
+import numbers
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -202,9 +203,9 @@ class ReplayMemory:
             beta: importance-sampling exponent in [0, 1].
             rng: source of the draws (default: this instance's generator).
         """
-        if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) or batch_size < 1:
+        if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
             raise InvalidConfigError("batch_size", batch_size, "an int >= 1")
-        if not isinstance(beta, int | float) or not 0.0 <= beta <= 1.0:
+        if not isinstance(beta, numbers.Real) or not 0.0 <= beta <= 1.0:
             raise InvalidConfigError("beta", beta, "a float in [0, 1]")
         rng = self._rng if rng is None else rng
         parts = [self._sample_once(int(batch_size), rng)]

@@ -2,8 +2,8 @@
 
 Save copies each shard's keys inside one script call (``COPY``, atomic: a point in time even
 while workers write), then streams the copy to the file and deletes it; shards on different
-servers are each consistent on their own. Load recreates the saved layout (same config) in an
-empty memory; stop the workers of that memory while it runs.
+servers are each consistent on their own. Load recreates the memory, in the saved layout or a
+new one (more shards, another capacity); stop the workers of that memory while it runs.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import numpy as np
 from google.protobuf.message import Message
 
 from proto.hiverl.v1 import snapshot_pb2 as spb
+from proto.hiverl.v1 import transition_pb2 as pb
 from replay_memory.config import MemoryConfig
-from replay_memory.errors import ConfigMismatchError, InvalidTransitionError
-from replay_memory.memory import ReplayMemory, Shard, connect
+from replay_memory.errors import ConfigMismatchError, InvalidConfigError, InvalidTransitionError
+from replay_memory.memory import ReplayMemory, Shard
 
 MAGIC = b"HIVERLMEM\n"
 FORMAT_VERSION = 1
@@ -122,38 +123,85 @@ def _open(f: BinaryIO) -> MemoryConfig:
 
 
 def load(
-    redis_url: str, path: str | Path, key_prefix: str = "", replace: bool = False, name: str | None = None
+    redis_url: str,
+    path: str | Path,
+    key_prefix: str = "",
+    replace: bool = False,
+    name: str | None = None,
+    shards: int | None = None,
+    capacity: int | None = None,
 ) -> MemoryConfig:
     """Recreates the memory saved in ``path`` on ``redis_url``; returns its config.
+
+    With the saved layout (default) slots, generations, masses and counters come back exactly.
+    With another ``shards`` or ``capacity`` (re-sharding, growing), the entries are re-inserted
+    oldest first (by write time) with their priorities, into a fresh memory of that layout: the
+    newest ones are kept if the new capacity is smaller, and the counters restart.
 
     Args:
         key_prefix: key prefix of the recreated memory.
         name: load under this name instead of the saved one.
         replace: delete an existing memory of the same name first; without it, loading into an
             existing non-empty memory is refused (nothing is changed).
+        shards, capacity: a new layout (default: the saved one).
     """
     with Path(path).open("rb") as f:
         saved = _open(f)
-        config = dataclasses.replace(saved, key_prefix=key_prefix, name=name or saved.name)
-        memory = ReplayMemory(connect(redis_url), config)
-        try:
-            exists = any(s.client.exists(s.keys[0]) for s in memory.shards)
-            if exists and not replace and len(memory):
-                raise ConfigMismatchError(
-                    "name", config.name, "memory exists and is not empty; load with --replace to overwrite it"
-                )
-            for shard in memory.shards:
-                shard.client.delete(*shard.keys)
-            memory.close()
-            memory = ReplayMemory.open(redis_url, config)
-            for shard in memory.shards:
-                _load_shard(memory, shard, f)
-        finally:
-            memory.close()
+        config = dataclasses.replace(
+            saved,
+            key_prefix=key_prefix,
+            name=name or saved.name,
+            shards=shards or saved.shards,
+            capacity=capacity or saved.capacity,
+        )
+        _clear(redis_url, config, replace)
+        with ReplayMemory.open(redis_url, config) as memory:
+            if (config.shards, config.capacity) == (saved.shards, saved.capacity):
+                for shard in memory.shards:
+                    _load_shard(shard, f)
+            else:
+                _reinsert(memory, saved, f)
     return config
 
 
-def _load_shard(memory: ReplayMemory, shard: Shard, f: BinaryIO) -> None:
+def _clear(redis_url: str, config: MemoryConfig, replace: bool) -> None:
+    """Deletes an existing memory of this name (all its shards, whatever its layout) if allowed."""
+    try:
+        existing = ReplayMemory.attach(redis_url, config.name, config.key_prefix)
+    except InvalidConfigError:
+        return  # no such memory
+    with existing:
+        if len(existing) and not replace:
+            raise ConfigMismatchError(
+                "name", config.name, "memory exists and is not empty; load with --replace to overwrite it"
+            )
+        for shard in existing.shards:
+            shard.client.delete(*shard.keys)
+
+
+def _reinsert(memory: ReplayMemory, saved: MemoryConfig, f: BinaryIO) -> None:
+    entries: list[tuple[float, int, int, bytes, float]] = []  # (time, shard, order, payload, priority)
+    max_priority = 1.0
+    for k in range(saved.shards):
+        head = _read(f, spb.ShardSnapshot())
+        assert isinstance(head, spb.ShardSnapshot)
+        max_priority = max(max_priority, head.max_priority)
+        for order, saved_chunk in enumerate(_chunks(f, head.entries)):
+            for i, e in enumerate(saved_chunk):
+                # the raw priority back from the mass p^alpha (unknown at alpha = 0: the max seen)
+                p = e.mass ** (1 / saved.alpha) if saved.alpha > 0 else -1.0
+                t = pb.Transition.FromString(e.transition).time
+                entries.append((t, k, order * CHUNK + i, e.transition, p))
+    entries.sort(key=lambda e: e[:3])
+    for shard in memory.shards:
+        shard.client.hset(shard.keys[0], "max_priority", repr(max_priority))
+    step = min(CHUNK, memory.config.shard_capacity)
+    for lo in range(0, len(entries), step):
+        batch = entries[lo : lo + step]
+        memory._insert_payloads([e[3] for e in batch], np.array([e[4] for e in batch]))
+
+
+def _load_shard(shard: Shard, f: BinaryIO) -> None:
     head = _read(f, spb.ShardSnapshot())
     assert isinstance(head, spb.ShardSnapshot)
     if head.shard != shard.index:

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 started_here=0
-if ! .venv/bin/hiverl services status --check >/dev/null 2>&1; then
+if ! .venv/bin/hiverl services status >/dev/null 2>&1; then
   started_here=1
 fi
 stop_services() {

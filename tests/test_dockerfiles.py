@@ -21,7 +21,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = ("game", "monitor", "dashboard")
-SOURCE_DIRS = ("proto", "hiverl", "replay_memory", "monitor", "game", "dashboard")
+#: The packages pyproject.toml installs (tool.setuptools.packages.find): every image copies them all,
+#: since `hiverl` assembles every component's CLI.
+SOURCE_DIRS = tuple(
+    name.rstrip("*")
+    for name in tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"][
+        "find"
+    ]["include"]
+)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ MOVING_AVERAGE_WINDOW = 10
 MAX_WORKERS_SHOWN = 32
 
 _SEARCH_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
-_MIGRATION = {"index-pattern": "7.11.0", "visualization": "7.10.0", "dashboard": "7.9.3"}
+#: Object shapes as of Kibana 8.x (the stack runs 9.x, which migrates them on import).
+CORE_MIGRATION_VERSION = "8.8.0"
+_MIGRATION = {"index-pattern": "8.0.0", "visualization": "8.5.0", "dashboard": "8.7.0"}
 
 
 def _data_view(view_id: str, family: str, name: str) -> dict[str, Any]:
@@ -37,7 +39,8 @@ def _data_view(view_id: str, family: str, name: str) -> dict[str, Any]:
             "timeFieldName": TIMESTAMP_FIELD,
         },
         "references": [],
-        "migrationVersion": {"index-pattern": _MIGRATION["index-pattern"]},
+        "coreMigrationVersion": CORE_MIGRATION_VERSION,
+        "typeMigrationVersion": _MIGRATION["index-pattern"],
     }
 
 
@@ -170,7 +173,8 @@ def _visualization(
             "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(search_source)},
         },
         "references": [{"name": _SEARCH_REF, "type": "index-pattern", "id": view_id}],
-        "migrationVersion": {"visualization": _MIGRATION["visualization"]},
+        "coreMigrationVersion": CORE_MIGRATION_VERSION,
+        "typeMigrationVersion": _MIGRATION["visualization"],
     }
 
 
@@ -268,7 +272,7 @@ def dashboard(vis: list[dict[str, Any]]) -> dict[str, Any]:
         ref = f"panel_{i}"
         panels.append(
             {
-                "version": "7.9.3",
+                "version": CORE_MIGRATION_VERSION,
                 "type": "visualization",
                 "gridData": {"x": 24 * (i % 2), "y": 15 * (i // 2), "w": 24, "h": 15, "i": str(i)},
                 "panelIndex": str(i),
@@ -295,7 +299,8 @@ def dashboard(vis: list[dict[str, Any]]) -> dict[str, Any]:
             },
         },
         "references": references,
-        "migrationVersion": {"dashboard": _MIGRATION["dashboard"]},
+        "coreMigrationVersion": CORE_MIGRATION_VERSION,
+        "typeMigrationVersion": _MIGRATION["dashboard"],
     }
 
 

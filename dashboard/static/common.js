@@ -28,17 +28,17 @@ const hive = (() => {
     return { ok: response.ok, status: response.status, data };
   }
 
-  const notices = new Map();
-  function setNotice(key, text) {
-    if (text) notices.set(key, text); else notices.delete(key);
+  // One notice for all pages' outages: the union of what each source (status bar, charts) saw down.
+  const downBy = new Map();
+  function reportDown(key, down) {
+    downBy.set(key, Object.keys(down || {}));
+    const names = [...new Set([...downBy.values()].flat())].sort();
     const box = document.getElementById("notice");
     if (!box) return;
-    box.hidden = notices.size === 0;
-    box.textContent = [...notices.values()].join(" · ");
-  }
-  function reportDown(key, down) {
-    const names = Object.keys(down || {});
-    setNotice(key, names.length ? `${names.join(" and ")} ${names.length > 1 ? "are" : "is"} down: showing what is available.` : "");
+    box.hidden = names.length === 0;
+    box.textContent = names.length
+      ? `${names.join(", ")} ${names.length > 1 ? "are" : "is"} down: the dashboard shows what it still has.`
+      : "";
   }
 
   function formatTime(ms) {
@@ -79,8 +79,7 @@ const hive = (() => {
     const latest = data.latest_session;
     document.getElementById("status-latest").textContent = latest
       ? `latest session: ${latest.session_id}${latest.status ? " (" + latest.status + ")" : ""}` : "no session yet";
-    const down = Object.keys(data.services).filter((name) => !data.services[name].up);
-    setNotice("status", down.length ? `${down.join(", ")} ${down.length > 1 ? "are" : "is"} down: the dashboard shows what it still has.` : "");
+    reportDown("status", Object.fromEntries(Object.entries(data.services).filter(([, s]) => !s.up)));
   }
 
   function lineChart(canvas, { yLabel = "", timeAxis = true, xLabel = "", legend = true, logY = false } = {}) {
@@ -145,5 +144,5 @@ const hive = (() => {
   });
 
   return { get: (url) => request("GET", url), post: (url, body) => request("POST", url, body),
-           setNotice, reportDown, formatTime, formatDate, formatNumber, lineChart, setSeries, color, csrfToken };
+           reportDown, formatTime, formatDate, formatNumber, lineChart, setSeries, color, csrfToken };
 })();

@@ -62,7 +62,14 @@ document.addEventListener("DOMContentLoaded", () => {
     try {
       const range = rangePicker.value;
       const query = new URLSearchParams({ session_id: sessionId, points: "300" });
-      if (range !== "session") query.set("last_s", range);
+      if (range === "custom") {
+        const from = document.getElementById("range-from").value;
+        const to = document.getElementById("range-to").value;
+        if (from) query.set("start_ms", String(new Date(from).getTime()));
+        if (to) query.set("end_ms", String(new Date(to).getTime()));
+      } else if (range !== "session") {
+        query.set("last_s", range);
+      }
       const { ok, status, data } = await hive.get("/api/live/series?" + query);
       if (!ok) {
         hive.reportDown("live", data.down || {});
@@ -105,7 +112,19 @@ document.addEventListener("DOMContentLoaded", () => {
     history.replaceState(null, "", url);
     refresh();
   });
-  rangePicker.addEventListener("change", refresh);
+  rangePicker.addEventListener("change", () => {
+    const custom = rangePicker.value === "custom";
+    document.querySelectorAll(".custom-range").forEach((el) => { el.hidden = !custom; });
+    if (custom && !document.getElementById("range-from").value) {
+      // start from the last hour, in local time as datetime-local expects
+      const local = (ms) => new Date(ms - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+      document.getElementById("range-from").value = local(Date.now() - 3600_000);
+      document.getElementById("range-to").value = local(Date.now());
+    }
+    refresh();
+  });
+  document.getElementById("range-from").addEventListener("change", refresh);
+  document.getElementById("range-to").addEventListener("change", refresh);
 
   (async () => {
     await loadSessions();

@@ -89,7 +89,11 @@ document.addEventListener("DOMContentLoaded", () => {
     const points = rows.filter((r) => typeof r.config[hpName] === "number" && typeof r.results[resName] === "number")
       .map((r) => ({ x: r.config[hpName], y: r.results[resName], id: r.session_id }));
     scatter.data.datasets = [{ label: resName, data: points, backgroundColor: hive.color(0), pointRadius: 4 }];
-    scatter.options.scales.x.title.text = hpName;
+    // learning rates and the like span decades: a log axis when all values are positive and spread
+    const xs = points.map((p) => p.x);
+    const logX = xs.length > 1 && Math.min(...xs) > 0 && Math.max(...xs) / Math.min(...xs) >= 20;
+    scatter.options.scales.x.type = logX ? "logarithmic" : "linear";
+    scatter.options.scales.x.title.text = hpName + (logX ? " (log scale)" : "");
     scatter.options.scales.y.title.text = resName;
     scatter.update("none");
     scatter.canvas.dataset.points = String(points.length);

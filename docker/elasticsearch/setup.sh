@@ -20,31 +20,34 @@ for name in ELASTIC_PASSWORD KIBANA_SYSTEM_PASSWORD HIVERL_ES_USER HIVERL_ES_PAS
   fi
 done
 
-call() { curl -fsS -u "elastic:${ELASTIC_PASSWORD}" -H 'Content-Type: application/json' "$@"; echo; }
+# curl reads the credentials from a config file descriptor and bodies with passwords from stdin,
+# so no password is on a command line (visible in `ps` on the host).
+credentials() { printf 'user = "elastic:%s"\n' "$ELASTIC_PASSWORD"; }
+call() { curl -fsS -K <(credentials) -H 'Content-Type: application/json' "$@"; echo; }
 
 for _ in $(seq 60); do
-  curl -fsS -u "elastic:${ELASTIC_PASSWORD}" "$es/_cluster/health?wait_for_status=yellow&timeout=5s" \
-    >/dev/null && break
+  curl -fsS -K <(credentials) "$es/_cluster/health?wait_for_status=yellow&timeout=5s" >/dev/null && break
   sleep 2
 done
 
 echo "setting the kibana_system password"
-call -X POST "$es/_security/user/kibana_system/_password" -d "{\"password\": \"${KIBANA_SYSTEM_PASSWORD}\"}"
+printf '{"password": "%s"}' "$KIBANA_SYSTEM_PASSWORD" |
+  call -X POST "$es/_security/user/kibana_system/_password" --data-binary @-
 
 echo "role hiverl_writer on ${prefix}*"
-call -X PUT "$es/_security/role/hiverl_writer" -d "{
-  \"cluster\": [\"monitor\", \"manage_index_templates\", \"manage_ilm\"],
-  \"indices\": [{\"names\": [\"${prefix}*\"], \"privileges\": [\"all\"]}]
-}"
+call -X PUT "$es/_security/role/hiverl_writer" --data-binary @- <<JSON
+{
+  "cluster": ["monitor", "manage_index_templates", "manage_ilm"],
+  "indices": [{"names": ["${prefix}*"], "privileges": ["all"]}]
+}
+JSON
 
 echo "user ${HIVERL_ES_USER}"
-call -X PUT "$es/_security/user/${HIVERL_ES_USER}" -d "{
-  \"password\": \"${HIVERL_ES_PASSWORD}\",
-  \"roles\": [\"hiverl_writer\"],
-  \"full_name\": \"hiverl services\"
-}"
+printf '{"password": "%s", "roles": ["hiverl_writer"], "full_name": "hiverl services"}' "$HIVERL_ES_PASSWORD" |
+  call -X PUT "$es/_security/user/${HIVERL_ES_USER}" --data-binary @-
 
 echo "snapshot repository hiverl-backups"
 chown 1000:0 /usr/share/elasticsearch/snapshots
-call -X PUT "$es/_snapshot/hiverl-backups" -d '{"type": "fs", "settings": {"location": "/usr/share/elasticsearch/snapshots"}}'
+call -X PUT "$es/_snapshot/hiverl-backups" \
+  --data-binary '{"type": "fs", "settings": {"location": "/usr/share/elasticsearch/snapshots"}}'
 echo "elasticsearch setup done"

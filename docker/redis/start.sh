@@ -24,5 +24,5 @@ umask 077
 printf 'user default off\nuser %s on >%s ~* &* +@all -@admin -flushall -flushdb +bgsave +bgrewriteaof\n' \
   "$REDIS_USER" "$REDIS_PASSWORD" > "$acl"
 exec redis-server "${REDIS_CONF:-/usr/local/etc/redis/redis.conf}" \
-  --port "${REDIS_PORT:-6379}" --bind "${REDIS_BIND:-* -::*}" --protected-mode no \
+  --port "${REDIS_PORT:-6379}" --bind "${REDIS_BIND:-0.0.0.0}" --protected-mode no \
   --dir "${REDIS_DATA:-/data}" --aclfile "$acl"

@@ -24,7 +24,7 @@ from hiverl.archive.document import (
     validate_document,
 )
 from hiverl.archive.query import Range, SessionQuery
-from hiverl.archive.settings import ArchiveAuthError, ArchiveError, ArchiveSettings
+from hiverl.archive.settings import ArchiveAuthError, ArchiveError, ArchiveSettings, ArchiveUnreachableError
 
 if TYPE_CHECKING:
     from hiverl.archive.facts import start_document
@@ -52,6 +52,7 @@ __all__ = [
     "ArchiveAuthError",
     "ArchiveError",
     "ArchiveSettings",
+    "ArchiveUnreachableError",
     "ArchiveValidationError",
     "Range",
     "SessionArchive",

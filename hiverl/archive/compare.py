@@ -46,8 +46,11 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def config_rows(sessions: Sequence[SessionDocument]) -> list[tuple[str, list[Any], bool]]:
-    """``(key, values per session, differs)`` for every flattened config key of any session."""
-    flats = [flatten(s.config) for s in sessions]
+    """``(key, values per session, differs)`` for every flattened config key of any session.
+
+    ``session_id`` is left out: it always differs and heads the columns already.
+    """
+    flats = [{k: v for k, v in flatten(s.config).items() if k != "session_id"} for s in sessions]
     keys = sorted(set().union(*flats)) if flats else []
     missing = object()
     rows = []

@@ -146,6 +146,8 @@ class CheckpointRef(_Strict):
 class LearningCurve(_Strict):
     """Mean return against hive env steps, at most :data:`MAX_CURVE_POINTS` points (parallel lists)."""
 
+    window_episodes: int = Field(default=100, ge=1, description="Episodes averaged in each mean_return.")
+
     env_steps: list[int] = Field(default_factory=list, description="Hive env steps at each point.")
     mean_return: list[float] = Field(default_factory=list, description="Mean recent return at each point.")
     wall_clock_s: list[float] = Field(

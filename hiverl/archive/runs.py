@@ -4,7 +4,7 @@
 git commit, package versions, per-worker status) and ``events.jsonl`` (every ``episode`` and
 ``train_stats`` event). :func:`document_from_run` rebuilds the full archive document from them:
 totals, results (best, final, last-100 mean, steps to the env's solve threshold), the learning
-curve (mean return of the hive's last 100 episodes against hive env steps) and each worker's
+curve (mean return of the hive's last 20 episodes against hive env steps) and each worker's
 results. ``hiverl sessions from-run`` uses it, and so does ``scripts/make_sample_archive.sh``.
 """
 
@@ -29,6 +29,9 @@ from hiverl.archive.facts import host_info
 #: The trainer's status words -> the archive's.
 STATUS_OF_RUN = {"completed": "finished", "finished": "finished", "stopped": "stopped", "failed": "crashed"}
 WINDOW = 100
+"""Episodes in the last-100 mean and in the solve test (the gymnasium convention)."""
+CURVE_WINDOW = 20
+"""Episodes averaged per learning-curve point: short enough to show learning in short sessions."""
 
 
 def solve_threshold(env_id: str) -> float | None:
@@ -100,6 +103,7 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
     worker_steps: dict[int, int] = {}
     worker_returns: dict[int, list[float]] = {}
     window: deque[float] = deque(maxlen=WINDOW)
+    recent: deque[float] = deque(maxlen=CURVE_WINDOW)
     returns: list[float] = []
     curve_steps: list[int] = []
     curve_means: list[float] = []
@@ -122,10 +126,11 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
         returns.append(value)
         worker_returns.setdefault(index, []).append(value)
         window.append(value)
+        recent.append(value)
         hive_steps = sum(worker_steps.values())
         mean = sum(window) / len(window)
         curve_steps.append(hive_steps)
-        curve_means.append(mean)
+        curve_means.append(sum(recent) / len(recent))
         curve_wall.append(max(0.0, float(event["event_time"]) - started.timestamp()))
         if (
             steps_to_threshold is None
@@ -212,6 +217,7 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
                 "env_steps": [curve_steps[i] for i in keep],
                 "mean_return": [curve_means[i] for i in keep],
                 "wall_clock_s": [curve_wall[i] for i in keep],
+                "window_episodes": CURVE_WINDOW,
             },
             "checkpoints": checkpoints,
             "worker_results": worker_results,

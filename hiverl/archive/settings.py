@@ -12,6 +12,10 @@ class ArchiveError(RuntimeError):
     """The archive could not be used (unreachable, misconfigured)."""
 
 
+class ArchiveUnreachableError(ArchiveError):
+    """The server did not answer in time (down, wrong address, network)."""
+
+
 class ArchiveAuthError(ArchiveError):
     """The server rejected the credentials of the archive URI."""
 

@@ -48,7 +48,7 @@ from hiverl.archive.document import (
     validate_document,
 )
 from hiverl.archive.query import SessionQuery
-from hiverl.archive.settings import ArchiveAuthError, ArchiveError, ArchiveSettings
+from hiverl.archive.settings import ArchiveAuthError, ArchiveError, ArchiveSettings, ArchiveUnreachableError
 from hiverl.archive.spool import Spool, SpoolFullError
 from hiverl.endpoints import Endpoints, redact
 
@@ -88,6 +88,19 @@ class SyncReport:
     already_newer: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     remaining: int = 0
+
+
+def _userinfo(uri: str) -> str:
+    """The ``user:password`` part of ``uri`` ('' if none), up to the authority's last ``@``."""
+    _, sep, rest = uri.partition("://")
+    authority = rest.split("/", 1)[0] if sep else ""
+    return authority.rsplit("@", 1)[0] if "@" in authority else ""
+
+
+def safe_uri(uri: str) -> str:
+    """``uri`` with its whole user-info replaced by ``***`` (also when the password has an ``@``)."""
+    userinfo = _userinfo(uri)
+    return redact(uri.replace(userinfo + "@", "***@", 1)) if userinfo else redact(uri)
 
 
 def _now() -> dt.datetime:
@@ -131,18 +144,20 @@ class SessionArchive:
     @property
     def where(self) -> str:
         """The archive's address, safe to print: redacted URI, database and collection."""
-        return f"{redact(self._uri)} db={self.settings.database} collection={self.settings.collection}"
+        return f"{safe_uri(self._uri)} db={self.settings.database} collection={self.settings.collection}"
 
     def _scrub(self, text: str) -> str:
         """``text`` with the URI's user name and password removed (server messages may echo them)."""
         from urllib.parse import unquote, urlsplit
 
-        text = redact(text.replace(self._uri, redact(self._uri)))
+        text = redact(text.replace(self._uri, safe_uri(self._uri)))
+        userinfo = _userinfo(self._uri)
+        secrets = [userinfo, *userinfo.split(":", 1)] if userinfo else []
         try:
             parts = urlsplit(self._uri.split(",")[0])
-            secrets = [unquote(s) for s in (parts.password, parts.username) if s]
+            secrets += [unquote(s) for s in (parts.password, parts.username) if s]
         except ValueError:
-            secrets = []
+            pass
         for secret in secrets:
             if len(secret) >= 3:
                 text = text.replace(secret, "***")
@@ -173,9 +188,10 @@ class SessionArchive:
                 ) from None
             raise ArchiveError(f"archive {self.where}: {what} failed: {self._scrub(str(exc))}") from None
         except PyMongoError as exc:
-            raise ArchiveError(
-                f"archive {self.where} is unreachable ({what}): {self._scrub(str(exc)).splitlines()[0]}"
-            ) from None
+            reason = self._scrub(str(exc)).splitlines()[0]
+            for cut in (" (configured timeouts", ", Timeout:"):
+                reason = reason.split(cut)[0]
+            raise ArchiveUnreachableError(f"archive {self.where} is unreachable ({what}): {reason}") from None
 
     def _ensure_indexes(self) -> None:
         """The indexes of the usual queries (idempotent; created on first use)."""
@@ -408,6 +424,8 @@ class SessionArchive:
             self.sweep()
         except ArchiveAuthError:
             raise
+        except ArchiveUnreachableError:
+            return  # the read that follows fails with its own message
         except ArchiveError as exc:  # a read-only user may not update; reading still works
             log.warning("could not mark silent sessions crashed: %s", exc)
 

@@ -77,13 +77,19 @@ def fetch(names: Names = None) -> None:
 
 @app.command()
 def up(names: Names = None) -> None:
-    """Start the services (all by default) concurrently and wait until each is healthy; idempotent."""
+    """Start the services (all by default) concurrently and wait until each is healthy; idempotent.
+
+    Fetches a missing distribution first (like `fetch`).
+    """
+    from hiverl.services import distributions
+
     _quiet_clients()
     servers = _servers(names)
     errors: dict[str, str] = {}
 
     def start(server: LocalServer) -> None:
         try:
+            distributions.fetch(server.name)  # instant when cached; downloads/builds only what is missing
             server.start()
         except (ServiceError, OSError) as e:
             errors[server.name] = str(e)

@@ -31,7 +31,7 @@ def index(
     from hiverl.telemetry.indexer import Indexer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # outages are reported by us
     logging.getLogger("elastic_transport").setLevel(logging.ERROR)
     endpoints = Endpoints()
     overrides: dict[str, object] = {"stats_interval_s": report_every}

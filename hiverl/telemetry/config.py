@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -15,8 +14,10 @@ COMPRESSIONS = ("zstd", "gzip", "none")
 
 
 def hiverl_home() -> Path:
-    """``$HIVERL_HOME`` or ``~/.hiverl``: where services keep local state (spools, logs)."""
-    return Path(os.environ.get("HIVERL_HOME") or Path.home() / ".hiverl")
+    """``$HIVERL_HOME`` (default ``<repo>/var``): where the project keeps local state (spools, logs)."""
+    from hiverl.services.catalog import home_dir
+
+    return home_dir()
 
 
 class TelemetryConfig(BaseSettings):
@@ -30,7 +31,7 @@ class TelemetryConfig(BaseSettings):
     topic_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000, description="retention.ms (ms)")
 
     # -- producer ---------------------------------------------------------------------------------
-    linger_ms: int = Field(default=20, ge=0, le=10_000, description="batching delay of the producer (ms)")
+    linger_ms: int = Field(default=100, ge=0, le=10_000, description="batching delay of the producer (ms)")
     batch_size_bytes: int = Field(default=256 * 1024, ge=1024, description="max bytes of one partition batch")
     compression: str = Field(default="zstd", description="zstd, gzip or none")
     queue_max_events: int = Field(default=100_000, ge=10, description="in-memory queue bound (events)")

@@ -18,6 +18,7 @@ Nothing is dropped silently: an over-full queue or spool drops the oldest events
 
 from __future__ import annotations
 
+import atexit
 import collections
 import json
 import logging
@@ -128,7 +129,9 @@ class KafkaSink:
         self._settled = 0  # published events delivered, spooled or dropped
         self._delivered = 0
         self._queue_dropped = 0
+        self._unsettled: list[Record] = []  # serialized, not yet acknowledged or spooled
         self._producer: Any = None
+        self._offline = False  # the last attempt to reach Kafka failed
         self._topics_ready = False
         self._partitions: dict[tuple[str, bytes], int] = {}
         self._partition_counts: dict[str, int] = {}
@@ -139,6 +142,7 @@ class KafkaSink:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="hiverl-kafka-sink", daemon=True)
         self._thread.start()
+        atexit.register(self._close_at_exit)  # an interpreter exit without close() still flushes
 
     def _open_spool(self, directory: Path) -> Spool:
         return Spool(directory, self.config.spool_max_bytes, self.config.spool_segment_bytes)
@@ -168,7 +172,7 @@ class KafkaSink:
         while time.monotonic() < deadline and self._thread.is_alive():
             with self._lock:
                 settled = self._settled
-            if settled >= target and (self._spool.pending == 0 or self._producer is None):
+            if settled >= target and (self._spool.pending == 0 or self._offline):
                 return
             self._wake.set()
             time.sleep(0.005)
@@ -178,6 +182,7 @@ class KafkaSink:
         spool for the next producer with the same ``spool_name``."""
         if self._closed:
             return
+        atexit.unregister(self._close_at_exit)
         self.flush(timeout_s)
         self._closing = True
         self._wake.set()
@@ -197,8 +202,14 @@ class KafkaSink:
                 spooled=self._spool.pending,
                 queued=len(self._queue),
                 dropped_total=self._queue_dropped + self._spool.dropped_total,
-                online=self._producer is not None,
+                online=not self._offline and self._producer is not None,
             )
+
+    def _close_at_exit(self) -> None:
+        try:
+            self.close(timeout_s=5.0)
+        except Exception:  # at exit nothing is left to report to
+            log.debug("closing the telemetry sink at exit failed", exc_info=True)
 
     def __enter__(self) -> KafkaSink:
         return self
@@ -217,16 +228,21 @@ class KafkaSink:
             except Exception:  # never let the thread die: the next round retries
                 log.exception("telemetry sink round failed")
                 time.sleep(0.5)
-            if self._closing and not self._queue and (self._spool.pending == 0 or self._producer is None):
+            idle = not self._queue and not self._unsettled
+            if self._closing and idle and (self._spool.pending == 0 or self._offline):
                 return
 
     def _round(self) -> None:
         while True:
-            # Step 1: take a chunk from the in-memory queue and serialize it.
-            with self._lock:
-                n = min(len(self._queue), CHUNK)
-                batch = [self._queue.popleft() for _ in range(n)]
-            records = [self._record(topic, event) for topic, event in batch]
+            # Step 1: take a chunk from the in-memory queue and serialize it (unless a chunk is left
+            # over from a round that failed unexpectedly: retry that one, never lose it).
+            if not self._unsettled:
+                with self._lock:
+                    n = min(len(self._queue), CHUNK)
+                    batch = [self._queue.popleft() for _ in range(n)]
+                self._unsettled = [self._record(topic, event) for topic, event in batch]
+            records = self._unsettled
+            n = len(records)
             # Step 2: straight to Kafka while it is up and nothing older waits in the spool.
             if records and self._spool.pending == 0 and self._connected():
                 failed = self._deliver(records)
@@ -235,6 +251,7 @@ class KafkaSink:
                     self._went_offline(f"{len(failed)} of {len(records)} events not acknowledged")
             elif records:
                 self._spool.append(records)
+            self._unsettled = []
             with self._lock:
                 self._settled += len(records)
             self._warn_about_drops()
@@ -269,15 +286,18 @@ class KafkaSink:
                 acks="all",
                 enable_idempotence=True,
                 compression_type=self.config.kafka_compression(),
-                linger_ms=self.config.linger_ms,
+                # The sink's thread already batches (it wakes every linger_ms and sends what queued up);
+                # a short producer linger just lets one chunk's records share a request.
+                linger_ms=min(self.config.linger_ms, 5),
                 batch_size=self.config.batch_size_bytes,
                 delivery_timeout_ms=self.config.delivery_timeout_ms,
-                request_timeout_ms=min(30_000, self.config.delivery_timeout_ms - self.config.linger_ms - 500),
+                request_timeout_ms=min(30_000, self.config.delivery_timeout_ms - 505),
                 max_block_ms=2_000,
                 bootstrap_timeout_ms=3_000,
                 reconnect_backoff_max_ms=1_000,
             )
         except Exception as exc:  # NoBrokersAvailable, timeouts, admin errors
+            self._offline = True
             if self._backoff_s == 0.5:  # first failure of a streak: say why
                 log.warning(
                     "Kafka %s unreachable: %s: %s", self.bootstrap_servers, exc.__class__.__name__, exc
@@ -302,6 +322,7 @@ class KafkaSink:
             "Kafka %s unavailable (%s): spooling to %s", self.bootstrap_servers, reason, self._spool.directory
         )
         producer, self._producer = self._producer, None
+        self._offline = True
         self._partitions.clear()
         self._partition_counts.clear()
         if producer is not None:  # a fresh producer (new id, new sequences) after the outage
@@ -323,9 +344,19 @@ class KafkaSink:
                 log.debug("send failed: %s", exc)
                 failed_from = i
                 break
+        # Every future resolves within delivery_timeout_ms (acknowledged or expired); wait for all at
+        # once, then read the outcomes (get() only for a rare straggler).
         deadline = time.monotonic() + self.config.delivery_timeout_ms / 1000 + 10
+        try:
+            self._producer.flush(timeout=deadline - time.monotonic())
+        except Exception as exc:  # flush timing out: the loop below waits per record
+            log.debug("flush: %s", exc)
         failed: list[Record] = []
         for record, future in zip(records, futures, strict=False):
+            if future.is_done:
+                if future.failed():
+                    failed.append(record)
+                continue
             try:
                 future.get(timeout=max(deadline - time.monotonic(), 0.1))
             except Exception:

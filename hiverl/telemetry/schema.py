@@ -88,6 +88,18 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("learning_rate", "double", "-", "optimizer learning rate", ("train_stats",)),
     Field("env_steps_per_s", "double", "steps/s", "environment steps per second (worker)", ("train_stats",)),
     Field("updates_per_s", "double", "updates/s", "gradient updates per second (worker)", ("train_stats",)),
+    Field("episodes", "long", "episodes", "episodes finished by this worker so far", ("train_stats",)),
+    Field(
+        "last_return", "double", "reward", "return of the worker's last finished episode", ("train_stats",)
+    ),
+    Field("mean_return_100", "double", "reward", "mean return of the last 100 episodes", _TRAINING),
+    Field(
+        "memory_time_share",
+        "double",
+        "-",
+        "share of wall time spent in replay memory calls",
+        ("train_stats",),
+    ),
     # -- memory_monitoring: memory_stats (one event per shard per poll, plus a total) -------------
     Field("memory_name", "keyword", "-", "replay memory name", _MEMORY),
     Field("shard", "integer", "-", "shard index, -1 for the whole memory", _MEMORY),

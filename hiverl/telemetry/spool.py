@@ -119,6 +119,7 @@ class Spool:
                 raise ValueError(f"record for topic {topic!r} contains a tab or newline outside JSON")
             if not self._segments or self._segments[-1].nbytes >= self.segment_bytes:
                 self._roll()
+            self._ensure_tail_open()  # a spool reopened after a restart appends to its last segment
             tail_segment = self._segments[-1]
             assert self._tail is not None
             self._tail.write(line)

@@ -44,15 +44,16 @@ for j = 1, n do
       base = 0
     end
     -- first c with prefix[c] > t (binary search; pc = prefix[c], prev = prefix[c - 1] or 0)
+    -- (pc is set whenever hi moves and prev whenever lo moves, so each is read at most once more)
     local lo, hi = 0, count - 1
-    local pc = upk('<d', s, (base + hi) * 8 + 1)
-    local prev = 0
+    local pc, prev = nil, 0
     while lo < hi do
       local mid = lo + hi
       mid = (mid - mid % 2) / 2  -- integer halving without a C call
       local v = upk('<d', s, (base + mid) * 8 + 1)
       if v > t then hi = mid; pc = v else lo = mid + 1; prev = v end
     end
+    if not pc then pc = upk('<d', s, (base + hi) * 8 + 1) end
     if not (pc > t) then
       -- rounding put t at the end of the group: take its last child with non-zero mass
       while lo > 0 and not (pc > prev) do

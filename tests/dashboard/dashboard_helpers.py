@@ -196,8 +196,11 @@ def session_document(
         "tags": list(tags),
         "started_at": started,
         "ended_at": None if status == "running" else started + dt.timedelta(minutes=10),
-        "heartbeat_at": started + dt.timedelta(minutes=10),
-        "updated_at": started + dt.timedelta(minutes=10),
+        # a running session beats now (else readers rightly mark it crashed)
+        "heartbeat_at": dt.datetime.now(dt.UTC)
+        if status == "running"
+        else started + dt.timedelta(minutes=10),
+        "updated_at": dt.datetime.now(dt.UTC),
         "env_id": env_id,
         "num_workers": workers,
         "config": config,

@@ -134,3 +134,8 @@ def test_sessions_expire_when_idle_and_end_per_user() -> None:
     table.end_user("ada")
     assert table.get(token) is None
     assert table.get("forged-token") is None and table.get(None) is None
+
+
+def test_dashboard_command_is_registered() -> None:
+    result = CliRunner().invoke(hiverl_app, ["dashboard", "--help"])
+    assert result.exit_code == 0 and "--port" in result.output and "--host" in result.output

@@ -246,6 +246,10 @@ def test_live_series_are_downsampled_per_worker(client: TestClient, es_url: str,
         "/api/live/series", params={"session_id": "live-a", "last_s": 300, "points": 30}
     ).json()
     assert recent["event_count"] < data["event_count"] and recent["start_ms"] > data["start_ms"]
+    middle = {"start_ms": int((start + 100) * 1000), "end_ms": int((start + 199.99) * 1000)}
+    window = client.get("/api/live/series", params={"session_id": "live-a", **middle}).json()
+    assert window["event_count"] == 100 * 3 * 2  # seconds 100..199 of the session, both event types
+    assert all(middle["start_ms"] <= t <= middle["end_ms"] for t, _ in window["workers"]["loss"]["2"])
     empty = client.get("/api/live/series", params={"session_id": "nothing-here"}).json()
     assert empty["event_count"] == 0 and empty["workers"]["episode_return"] == {}
     bad = client.get("/api/live/series", params={"session_id": "live-a", "points": 5})
@@ -416,3 +420,65 @@ def test_videos_are_listed_and_served_without_path_traversal(
         "/media/..%2F..%2Fusers.json/x.mp4",
     ]:
         assert client.get(path).status_code == 404, path
+
+
+def test_launch_arguments_mean_the_same_to_hiverl_train() -> None:
+    """What the form validated is exactly what `hiverl train` resolves from the dashboard's argv
+    (its `--set` values go through `parse_assignments` and `load_config`, as in game/cli.py)."""
+    from dashboard import training_form
+    from hiverl.config import load_config, parse_assignments
+
+    answers = {
+        "env_id": "Acrobot-v1",
+        "workers": "3",
+        "agent.lr": "0.00025",
+        "exploration.schedule": "ladder",
+    }
+    settings, args = training_form.validate(answers)
+    assert args[::2] == ["--set"] * (len(args) // 2)
+    resolved = load_config(None, parse_assignments(args[1::2])).to_json_dict()
+    assert resolved == settings
+    assert (
+        resolved["agent"]["lr"] == 0.00025 and resolved["workers"] == 3 and resolved["env_id"] == "Acrobot-v1"
+    )
+
+
+def test_real_hiverl_train_started_and_stopped_from_the_dashboard(
+    make_client: Any, es_url: str, es_prefix: str, mongo_uri: str, mongo_db: str, tmp_path: Path,
+    redis_url: str, redis_prefix: str,
+) -> None:  # fmt: skip
+    """The real `hiverl train`: it runs, and Stop (SIGINT) ends it as "stopped" with checkpoints saved."""
+    import json
+
+    from dashboard.training import TrainingLauncher
+
+    launcher = TrainingLauncher(
+        tmp_path / "runs",
+        env={
+            "REDIS_URL": redis_url,
+            "CONFIG_RUN_DIR": str(tmp_path / "runs"),
+            "CONFIG_MODEL_DIR": str(tmp_path / "models"),
+            "CONFIG_MEMORY__KEY_PREFIX": redis_prefix,
+        },
+    )
+    client = make_client(es_url, es_prefix, mongo_uri, mongo_db, launcher=launcher)
+    csrf = sign_in(client, ADMIN)
+    answers = {"workers": 1, "total_steps": 1_000_000, "agent.learning_starts": 100, "memory.capacity": 5000}
+    started = client.post("/api/train/start", json=answers, headers={"X-CSRF-Token": csrf})
+    assert started.status_code == 201, started.text
+    session_id = started.json()["session_id"]
+    events = tmp_path / "runs" / session_id / "events.jsonl"
+    try:  # wait until the worker plays (stopping during its start-up would test something else)
+        wait_for(lambda: events.exists() and '"episode"' in events.read_text(), 180, "the first episode")
+    finally:
+        stopped = client.post(f"/api/train/{session_id}/stop", headers={"X-CSRF-Token": csrf})
+    assert stopped.status_code == 202
+    final = wait_for(
+        lambda: [s for s in client.get("/api/train/launched").json()["sessions"] if not s["running"]],
+        120,
+        "exit",
+    )
+    assert final[0]["exit_code"] == 0, final[0]["log_tail"]
+    session = json.loads((tmp_path / "runs" / session_id / "session.json").read_text())
+    assert session["status"] == "stopped"
+    assert (tmp_path / "models" / session_id / "worker-0.pt").exists()  # the checkpoint saved on the way out

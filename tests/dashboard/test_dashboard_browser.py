@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from dashboard_helpers import (
     ADMIN,
+    DEAD_URL,
     VIEWER,
     fake_launcher,
     make_endpoints,
@@ -51,32 +52,47 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(
-    dashboard_home: Path, tmp_path: Path, es_url: str, es_prefix: str, mongo_uri: str, mongo_db: str
-) -> Iterator[str]:
-    """The dashboard served by uvicorn on a free port, as `hiverl dashboard` serves it."""
-    app = create_app(
-        make_settings(dashboard_home, es_prefix, mongo_db),
-        make_endpoints(es_url, mongo_uri),
-        launcher=fake_launcher(tmp_path),
-    )
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=uv.run, name="dashboard-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert time.monotonic() < deadline, "dashboard server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=30)
+def serve(dashboard_home: Path, tmp_path: Path, es_prefix: str, mongo_db: str) -> Iterator[Any]:
+    """``serve(es_url, mongo_uri) -> base URL``: the dashboard served by uvicorn on a free port,
+    as `hiverl dashboard` serves it."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(es_url: str, mongo_uri: str) -> str:
+        app = create_app(
+            make_settings(dashboard_home, es_prefix, mongo_db),
+            make_endpoints(es_url, mongo_uri),
+            launcher=fake_launcher(tmp_path),
+        )
+        port = free_port()
+        uv = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
+        thread = threading.Thread(target=uv.run, name="dashboard-server", daemon=True)
+        thread.start()
+        servers.append((uv, thread))
+        deadline = time.monotonic() + 30
+        while not uv.started:
+            assert time.monotonic() < deadline, "dashboard server did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for uv, thread in servers:
+        uv.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def server(serve: Any, es_url: str, mongo_uri: str) -> str:
+    base: str = serve(es_url, mongo_uri)
+    return base
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh)"
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
@@ -129,20 +145,19 @@ def test_dashboard_in_a_real_browser(
 ) -> None:
     # -- seed: archived sessions (two envs) and a running session publishing telemetry ----------
     started = [dt.datetime.now(dt.UTC) - dt.timedelta(hours=h) for h in range(6)]  # distinct: stable order
-    cart = {"env_id": "CartPole-v1"}
     seed_sessions(
         mongo_uri,
         mongo_db,
         [
-            session_document("cart-lr1e-4", **cart, lr=1e-4, best_return=150.0, tags=["sweep"],
+            session_document("cart-lr1e-4", lr=1e-4, best_return=150.0, tags=["sweep"],
                              curve=((0, 9), (5000, 80)), started_at=started[5]),
-            session_document("cart-lr5e-4", **cart, lr=5e-4, best_return=480.0, tags=["sweep"],
+            session_document("cart-lr5e-4", lr=5e-4, best_return=480.0, tags=["sweep"],
                              curve=((0, 12), (5000, 300)), started_at=started[4]),
-            session_document("cart-lr1e-2", **cart, lr=1e-2, best_return=60.0, status="crashed",
+            session_document("cart-lr1e-2", lr=1e-2, best_return=60.0, status="crashed",
                              curve=((0, 8), (5000, 20)), started_at=started[3]),
             session_document("pong-base", env_id="ALE/Pong-v5", lr=1e-4, best_return=-3.0, workers=8,
                              started_at=started[2]),
-            session_document("e2e-live", **cart, status="running", started_at=started[0]),
+            session_document("e2e-live", status="running", started_at=started[0]),
         ],
     )  # fmt: skip
     seed_events(es_url, es_prefix, training_events("e2e-live", time.time() - 120, seconds=110, workers=2))
@@ -243,6 +258,7 @@ def test_dashboard_in_a_real_browser(
         # -- a viewer sees the form disabled --------------------------------------------------------
         viewer_page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
         sign_in(viewer_page, server, VIEWER, "/train")
+        viewer_page.wait_for_selector(".pill[data-service=mongodb]")
         assert viewer_page.is_disabled("#start-training")
         assert "only admins" in viewer_page.inner_text("#viewer-note")
         shot(viewer_page, "09-train-viewer")
@@ -257,8 +273,25 @@ def make_video(path: Path) -> None:
     import imageio.v2 as imageio
     import numpy as np
 
+    writer: Any
     with imageio.get_writer(path, fps=20, codec="libx264", macro_block_size=1) as writer:
         for i in range(20):
             frame = np.full((120, 160, 3), 240, dtype=np.uint8)
             frame[50:70, i * 7 : i * 7 + 20] = (37, 99, 235)
             writer.append_data(frame)
+
+
+def test_browser_says_what_is_down(serve: Any, browser: Any) -> None:
+    base = serve(DEAD_URL, "mongodb://127.0.0.1:9/")
+    page = browser.new_context(viewport={"width": 1400, "height": 800}).new_page()
+    sign_in(page, base, VIEWER, "/sessions")
+    page.wait_for_function("() => document.querySelector('#sessions-count').textContent.includes('MongoDB')")
+    page.wait_for_selector(".pill.down[data-service=elasticsearch]")
+    notice = page.inner_text("#notice")
+    assert "elasticsearch" in notice and "mongodb" in notice
+    shot(page, "10-sessions-archive-down")
+    page.goto(f"{base}/live?session=anything")
+    page.wait_for_function(
+        "() => document.querySelector('#live-info').textContent.includes('Elasticsearch is down')"
+    )
+    shot(page, "11-live-elasticsearch-down")

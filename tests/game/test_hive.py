@@ -54,7 +54,10 @@ def hive_config(tmp_path: Path, redis_prefix: str, **overrides: Any) -> SessionC
 
 
 def read_events(run_folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_folder / "events.jsonl").read_text().splitlines()]
+    lines = [
+        line for path in sorted(run_folder.glob("events*.jsonl")) for line in path.read_text().splitlines()
+    ]
+    return [json.loads(line) for line in lines]
 
 
 def episode_returns(events: list[dict[str, Any]], worker: int) -> list[float]:
@@ -245,3 +248,48 @@ def test_new_session_id_refuses_to_overwrite_and_resume_needs_a_session(
         Trainer(
             config.model_copy(update={"session_id": "missing"}), redis_url=redis_url, live=False, resume=True
         )
+
+
+def test_single_worker_command_stops_on_sigterm_with_a_checkpoint(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "REDIS_URL": redis_url,
+        "HIVERL_WORKER_INDEX": "1",
+        "CONFIG_SESSION_ID": "container-hive",
+        "CONFIG_WORKERS": "2",
+        "CONFIG_TOTAL_STEPS": "1000000",
+        "CONFIG_RUN_DIR": str(tmp_path / "runs"),
+        "CONFIG_MODEL_DIR": str(tmp_path / "models"),
+        "CONFIG_STATS_INTERVAL_S": "0.5",
+        "CONFIG_MEMORY__KEY_PREFIX": redis_prefix,
+        "CONFIG_AGENT__LEARNING_STARTS": "200",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hiverl.cli", "worker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    events = tmp_path / "runs" / "container-hive" / "events-worker-1.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and worker.poll() is None:
+        if (
+            events.exists()
+            and '"updates":' in events.read_text()
+            and '"updates":0' not in events.read_text()[-400:]
+        ):
+            break
+        time.sleep(0.5)
+    worker.send_signal(signal.SIGTERM)  # what `docker stop` sends
+    output, _ = worker.communicate(timeout=300)
+    assert worker.returncode == 0, output
+    assert "worker 1 done" in output
+    state = ModelStore(tmp_path / "models", "container-hive").load_worker(1)
+    assert state is not None and state["counters"]["env_steps"] > 0 and state["counters"]["updates"] > 0
+    stats = [e for e in read_events(tmp_path / "runs" / "container-hive") if e["event_type"] == "train_stats"]
+    assert stats and all(e["worker_index"] == 1 for e in stats)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,39 +24,10 @@ from game.worker_index import (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def redis_target(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
-    """(url, key prefix): the shared test Redis when its fixtures exist, else a private redis-server."""
-    try:
-        yield request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-        return
-    except pytest.FixtureLookupError:
-        pass
-    executable = shutil.which("redis-server")
-    assert executable, "redis-server is not installed: run scripts/setup.sh"
-    port = _free_port()
-    process = subprocess.Popen(
-        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    try:
-        yield f"redis://127.0.0.1:{port}/0", "test-worker-index:"
-    finally:
-        process.terminate()
-        process.wait(10)
+def redis_target(redis_url: str, redis_prefix: str) -> tuple[str, str]:
+    """(url, key prefix) on the shared test Redis; the prefix's keys are deleted afterwards."""
+    return redis_url, redis_prefix
 
 
 def _race(url: str, prefix: str, holder: str, barrier: Any, results: Any) -> None:
@@ -117,10 +85,10 @@ def test_restarted_holder_gets_its_own_index_back(redis_target: tuple[str, str])
 def test_lease_is_renewed_and_expires_to_a_standby(redis_target: tuple[str, str]) -> None:
     url, prefix = redis_target
     client = redis.Redis.from_url(url)
-    lease = WorkerLease(client, hive="standby", workers=1, holder="first", lease_s=1.0, key_prefix=prefix)
+    lease = WorkerLease(client, hive="standby", workers=1, holder="first", lease_s=2.0, key_prefix=prefix)
     with lease:
         assert lease.index == 0
-        time.sleep(1.6)  # longer than the lease: only the renewals keep it
+        time.sleep(2.6)  # longer than the lease (renewed every 0.67 s): only the renewals keep it
         assert holder_of(client, hive="standby", index=0, key_prefix=prefix) == "first"
         assert (
             try_claim(client, hive="standby", workers=1, holder="second", lease_s=1.0, key_prefix=prefix)

@@ -158,6 +158,12 @@ def test_parse_assignments() -> None:
     }
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_assignments(["agent.lr"])
+    # Strings that YAML would read as mappings stay strings (Redis key prefixes end with ':').
+    assert parse_assignments(["memory.key_prefix=test-1a2b:", "session_id=a:b"]) == {
+        "memory": {"key_prefix": "test-1a2b:"},
+        "session_id": "a:b",
+    }
+    assert load_config(overrides=parse_assignments(["memory.key_prefix=123"])).memory.key_prefix == "123"
 
 
 def test_round_trip_through_json_ignores_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -123,3 +123,26 @@ def test_cli_stats_save_load(make_memory: MakeMemory, redis_url: str, redis_pref
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["memory", "stats", "--name", "nope", "--key-prefix", redis_prefix], env=env)
     assert result.exit_code == 1 and "no replay memory" in result.output
+
+
+def test_load_into_a_new_layout(make_memory: MakeMemory, redis_url: str, redis_prefix: str, tmp_path) -> None:
+    memory = make_memory(name="small", capacity=32, alpha=0.6)
+    _fill(memory)
+    path = tmp_path / "small.snapshot"
+    save(memory, path)
+    mass_by_id = dict(stored_entries(memory).values())
+
+    # grow: twice the capacity over two shards; every entry keeps its priority
+    load(redis_url, path, key_prefix=redis_prefix, name="grown", shards=2, capacity=64)
+    with ReplayMemory.attach(redis_url, "grown", key_prefix=redis_prefix) as grown:
+        assert (grown.config.shards, grown.config.capacity, len(grown)) == (2, 64, 32)
+        got = dict(stored_entries(grown).values())
+        assert got.keys() == mass_by_id.keys()
+        for ident, mass in mass_by_id.items():
+            assert got[ident] == pytest.approx(mass, rel=1e-9)
+        sampled_ids(grown.sample(32, 0.4))
+
+    # shrink: the newest writes are kept
+    load(redis_url, path, key_prefix=redis_prefix, name="shrunk", shards=2, capacity=16)
+    with ReplayMemory.attach(redis_url, "shrunk", key_prefix=redis_prefix) as shrunk:
+        assert sorted(ident for ident, _ in stored_entries(shrunk).values()) == list(range(24, 40))

@@ -107,3 +107,13 @@ def test_cli_reports_rejected_credentials_without_the_secret(
     out = result.output.replace("\n", "")
     assert "rejected the credentials" in out and "mongodb://***@127.0.0.1" in out
     assert PASSWORD not in out and f"{USER}:" not in out
+
+
+def test_an_invalid_uri_is_reported_without_its_credentials(tmp_path: Path) -> None:
+    from hiverl.archive import ArchiveError
+
+    with pytest.raises(ArchiveError) as caught:  # the '@' in the password is not escaped
+        SessionArchive("mongodb://hiveuser:pa@ss-Word9@127.0.0.1:1/", ArchiveSettings(spool_dir=tmp_path))
+    message = str(caught.value)
+    assert "is invalid" in message and "mongodb://***@127.0.0.1:1/" in message
+    assert "ss-Word9" not in message and "hiveuser" not in message

@@ -108,6 +108,8 @@ def test_results_curve_and_workers_from_a_run_folder(tmp_path: Path) -> None:
     assert curve.env_steps.index(r.steps_to_threshold) == first - 1
     assert len(curve.env_steps) == 180 and curve.env_steps == sorted(curve.env_steps)
     assert curve.mean_return[0] == 10.0 and curve.mean_return[-1] == pytest.approx(500.0)
+    assert curve.window_episodes == 20  # each point: mean of the hive's last 20 episodes
+    assert curve.mean_return[59] == pytest.approx(sum(values[40:60]) / 20)
     w0, w1 = doc.worker_results
     assert (w0.worker_index, w0.restarts, w0.totals.episodes) == (0, 0, 150)
     assert (w1.worker_index, w1.restarts, w1.results.best_return) == (1, 1, 20.0)
@@ -145,10 +147,13 @@ def test_from_run_command_imports_or_writes_json_lines(
 
 
 def test_trainer_recorder_translates_the_trainers_calls(
-    tmp_path: Path, mongo_uri: str, settings: ArchiveSettings
+    tmp_path: Path, mongo_uri: str, settings: ArchiveSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The calls ``game.trainer.Trainer`` makes, in its vocabulary, end as a valid archive document."""
+    from hiverl.archive import facts
     from hiverl.archive.trainer import TrainerRecorder
+
+    monkeypatch.setattr(facts, "gpu_names", lambda: ["Test GPU"])  # importing torch here is only slow
 
     folder = tmp_path / "runs" / "tr-1"
     returns = {0: [10.0, 30.0, 50.0], 1: [20.0, 40.0]}
@@ -192,4 +197,17 @@ def test_trainer_recorder_translates_the_trainers_calls(
     # At the end the exact results come from the run folder's events.
     assert done.results.best_return == 50.0 and done.results.final_return == 50.0
     assert done.totals.episodes == 5 and len(done.learning_curve.env_steps) == 5
-    assert done.config["workers"] == 2 and done.host.hostname
+    assert done.config["workers"] == 2 and done.host.hostname and done.host.gpus == ["Test GPU"]
+
+
+def test_the_shipped_sample_archive_is_valid_and_comparable() -> None:
+    from hiverl.archive.document import from_stored
+
+    sample = Path(__file__).resolve().parents[3] / "hiverl" / "archive" / "samples" / "cartpole.jsonl"
+    sessions = [from_stored(json.loads(line)) for line in sample.read_text().splitlines()]
+    assert len(sessions) >= 3
+    assert all(s.env_id == "CartPole-v1" and s.status == "finished" and "sample" in s.tags for s in sessions)
+    assert len({(s.config["agent"]["lr"], s.config["memory"]["alpha"]) for s in sessions}) == len(sessions)
+    for s in sessions:  # real runs: episodes, returns and a curve to plot
+        assert s.totals.episodes > 0 and s.results.best_return is not None
+        assert len(s.learning_curve.env_steps) > 10

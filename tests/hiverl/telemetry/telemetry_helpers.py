@@ -1,4 +1,6 @@
-"""Helpers for the telemetry tests (imported by name; pytest puts this folder on sys.path): a fast-reacting config, a background indexer, ES queries."""
+"""Helpers for the telemetry tests: a fast-reacting config, a background indexer, ES queries.
+
+Imported by name (pytest puts this folder on ``sys.path``)."""
 
 from __future__ import annotations
 

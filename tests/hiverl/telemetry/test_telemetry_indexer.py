@@ -6,7 +6,9 @@ import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 from telemetry_helpers import count, fast_config, running_indexer, search_all, wait_until
 
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC, envelope
@@ -31,7 +33,7 @@ def short_run(sink: KafkaSink, topics: dict[str, str], workers: int = 2, episode
                 _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
                 ret, length, steps = ret + float(reward), length + 1, steps + 1
                 done = terminated or truncated
-            common = {
+            common: dict[str, Any] = {
                 "session_id": "run-1",
                 "worker_index": worker,
                 "worker_id": f"host-{worker}",
@@ -181,6 +183,7 @@ def test_malformed_messages_are_dead_lettered_while_indexing_goes_on(
     assert "RejectedByElasticsearch" in dead[8]["error"]
 
 
+@pytest.mark.slow  # restarts a Kafka broker
 def test_kafka_outage_every_event_arrives_exactly_once(
     private_kafka: KafkaServer, es_url: str, es_prefix: str, tmp_path: Path
 ) -> None:
@@ -217,6 +220,7 @@ def test_kafka_outage_every_event_arrives_exactly_once(
     assert sorted(episodes) == list(range(450))  # each exactly once
 
 
+@pytest.mark.slow  # restarts Elasticsearch (about a minute)
 def test_elasticsearch_outage_nothing_lost_no_duplicates(
     kafka_bootstrap: str,
     make_topic: Callable[..., str],
@@ -251,3 +255,55 @@ def test_elasticsearch_outage_nothing_lost_no_duplicates(
     import httpx
 
     httpx.delete(f"{es_url}/{prefix}*", params={"expand_wildcards": "all"})
+
+
+class _RenamedTopics:
+    """Routes the hive's topics to this test's unique topics (the sink itself is the real KafkaSink)."""
+
+    def __init__(self, sink: KafkaSink, topics: dict[str, str]) -> None:
+        self.sink, self.topics = sink, topics
+
+    def publish(self, topic: str, event: Any) -> None:
+        self.sink.publish(self.topics[topic], event)
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        self.sink.flush(timeout_s)
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+@pytest.mark.slow  # a real hive: two worker processes
+def test_a_real_short_hive_run_becomes_searchable(
+    kafka_bootstrap: str,
+    make_topic: Callable[..., str],
+    es_url: str,
+    es_prefix: str,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    from game.trainer import Trainer
+    from hiverl.config import load_config
+
+    topics = {TRAINING_LOG_TOPIC: make_topic(2), MEMORY_MONITORING_TOPIC: make_topic(1)}
+    config = fast_config(tmp_path / "spool", es_prefix)
+    session = load_config(overrides={
+        "workers": 2, "seed": 1, "total_steps": 400, "run_dir": str(tmp_path / "runs"),
+        "model_dir": str(tmp_path / "models"), "memory": {"key_prefix": redis_prefix, "capacity": 5000},
+        "agent": {"hidden_sizes": [32], "learning_starts": 100, "batch_size": 32}, "stats_interval_s": 0.5,
+    })  # fmt: skip
+    factory = lambda _config, _session: _RenamedTopics(  # noqa: E731
+        KafkaSink(kafka_bootstrap, config, topics=list(topics.values()), spool_name="trainer"), topics
+    )
+    result = Trainer(session, redis_url=redis_url, sink_factory=factory, live=False).run()
+    training = alias_name(es_prefix, TRAINING_LOG_TOPIC)
+    with running_indexer(kafka_bootstrap, es_url, config, topics, f"g-{uuid.uuid4().hex}") as indexer:
+        wait_until(lambda: indexer.lag() == 0 and indexer.stats.indexed > 0, 60, "the hive's events indexed")
+        assert indexer.stats.dead_lettered == 0  # every event the hive sends follows the schema
+    hits = [h["_source"] for h in search_all(es_url, training)]
+    episodes = [h for h in hits if h["event_type"] == "episode"]
+    assert episodes and {h["worker_index"] for h in episodes} == {0, 1}
+    assert all(h["session_id"] == result.session_id and h["env_id"] == "CartPole-v1" for h in hits)
+    assert all(h["episode_return"] > 0 and h["episode_length"] > 0 for h in episodes)
+    assert any(h["event_type"] == "train_stats" for h in hits)

@@ -116,3 +116,70 @@ def test_publish_after_close_is_an_error_and_close_is_idempotent(tmp_path: Path)
     sink.close()
     with pytest.raises(RuntimeError, match="closed"):
         sink.publish("t", {"event_type": "episode"})
+
+
+def test_process_sink_delivers_from_a_child_process(
+    kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    from hiverl.telemetry.process_sink import ProcessSink
+
+    topic = make_topic(2)
+    with ProcessSink(kafka_bootstrap, fast_config(tmp_path), topics=[topic], spool_name="w") as sink:
+        for seq in range(200):
+            sink.publish(topic, envelope("episode", session_id="s1", worker_index=seq % 2, seq=seq))
+        sink.flush(30)
+        stats = sink.stats()
+        assert stats.delivered == 200 and stats.spooled == 0 and stats.dropped_total == 0
+    assert sorted(m["seq"] for m in consume_all(kafka_bootstrap, topic, 200)) == list(range(200))
+
+
+def test_process_sink_spools_in_the_child_while_kafka_is_unreachable(tmp_path: Path) -> None:
+    from hiverl.telemetry.process_sink import ProcessSink
+
+    nobody = f"127.0.0.1:{free_ports()[0]}"
+    with ProcessSink(nobody, fast_config(tmp_path), topics=["t"], spool_name="w") as sink:
+        for seq in range(50):
+            sink.publish("t", envelope("episode", session_id="s1", worker_index=0, seq=seq))
+        sink.flush(10)
+        stats = sink.stats()
+    assert stats.spooled == 50 and stats.delivered == 0 and stats.dropped_total == 0
+    spool = Spool(tmp_path / "w", max_bytes=config_bytes(), segment_bytes=config_bytes() // 4)
+    assert spool.pending == 50
+
+
+def config_bytes() -> int:
+    return fast_config(Path("/unused")).spool_max_bytes
+
+
+def test_a_restarted_producer_delivers_what_its_predecessor_spooled_in_order(
+    kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = make_topic(1)
+    config = fast_config(tmp_path)
+    with KafkaSink(f"127.0.0.1:{free_ports()[0]}", config, topics=[topic], spool_name="w") as offline:
+        for seq in range(30):
+            offline.publish(topic, envelope("episode", session_id="s1", worker_index=0, seq=seq))
+        offline.flush(10)
+        assert offline.stats().spooled == 30
+    with KafkaSink(kafka_bootstrap, config, topics=[topic], spool_name="w") as online:
+        online.publish(topic, envelope("episode", session_id="s1", worker_index=0, seq=30))
+        online.flush(30)
+        assert online.stats().spooled == 0
+    assert [m["seq"] for m in consume_all(kafka_bootstrap, topic, 31)] == list(range(31))  # spool first
+
+
+def test_hiverl_index_setup_only_puts_the_templates(
+    kafka_bootstrap: str, es_url: str, es_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from hiverl.cli import app
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    monkeypatch.setenv("ELASTICSEARCH_URL", es_url)
+    result = CliRunner().invoke(app, ["index", "--setup-only", "--prefix", es_prefix])
+    assert result.exit_code == 0, result.output
+    import httpx
+
+    names = {t["name"] for t in httpx.get(f"{es_url}/_index_template/{es_prefix}*").json()["index_templates"]}
+    assert names == {f"{es_prefix}training_log", f"{es_prefix}memory_monitoring", f"{es_prefix}dead_letter"}

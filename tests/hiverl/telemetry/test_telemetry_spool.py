@@ -72,3 +72,10 @@ def test_one_process_owns_a_spool(tmp_path: Path) -> None:
 def test_bounds_are_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="segment_bytes"):
         Spool(tmp_path, max_bytes=1000, segment_bytes=800)
+
+
+def test_a_reopened_spool_appends_behind_what_it_holds(tmp_path: Path) -> None:
+    Spool(tmp_path, max_bytes=100_000, segment_bytes=10_000).append(records(0, 5))  # closed by GC
+    reopened = Spool(tmp_path, max_bytes=100_000, segment_bytes=10_000)
+    reopened.append(records(5, 8))
+    assert drain(reopened) == list(range(8))

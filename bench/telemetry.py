@@ -1,0 +1,363 @@
+"""Telemetry benchmark: producer throughput, overhead on a worker's step, event → searchable latency.
+
+Runs against the local services (``hiverl services up``; addresses from the environment), in unique
+topics and a unique index prefix that are deleted afterwards. Prints a table, then as the LAST line one
+JSON object with ``producer_events_per_s``, ``overhead_pct``, ``latency_p50_s``, ``latency_p95_s``.
+
+1. throughput: ``N`` events through ``KafkaSink.publish`` until every one is acknowledged by Kafka;
+2. overhead, through :class:`ProcessSink` (what workers use; the Kafka work runs in its child process):
+   the worker process's CPU per event (build it, publish, hand it to the child) over the CPU of the
+   steps between two events, for a worker-like step (CartPole ``env.step`` + forward pass of a
+   4-64-64-2 MLP) at a real worker's rate (one ``episode`` event per episode with random actions,
+   ``train_stats`` every 100 steps); direct with/without comparisons are shown for information;
+3. latency: ``hiverl index``'s indexer runs in its own process; events published at a steady rate are
+   watched for in Elasticsearch (no forced refresh), latency = first seen searchable − published.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hiverl.endpoints import Endpoints
+from hiverl.events import TRAINING_LOG_TOPIC, envelope
+from hiverl.telemetry.config import TelemetryConfig
+from hiverl.telemetry.kafka_sink import KafkaSink
+from hiverl.telemetry.process_sink import ProcessSink
+from hiverl.telemetry.schema import alias_name
+
+
+# -- 1. producer throughput ---------------------------------------------------------------------------
+def producer_throughput(bootstrap: str, topic: str, config: TelemetryConfig, events: int) -> dict[str, float]:
+    """Events per second from the first publish() to the last acknowledgement."""
+    template = envelope(
+        "episode",
+        session_id="bench",
+        worker_index=0,
+        worker_id="bench-0",
+        env_id="CartPole-v1",
+        episode=0,
+        episode_return=21.0,
+        episode_length=21,
+        env_steps=0,
+        updates=0,
+        epsilon=0.1,
+    )
+    with KafkaSink(bootstrap, config, topics=[topic], spool_name="bench-throughput") as sink:
+        sink.publish(topic, template)  # connect and create the topic outside the measurement
+        sink.flush(60)
+        start = time.perf_counter()
+        for i in range(events):
+            template["episode"] = i
+            template["worker_index"] = i % 8
+            sink.publish(topic, template)
+        publish_s = time.perf_counter() - start
+        sink.flush(300)
+        total_s = time.perf_counter() - start
+        delivered = sink.stats().delivered - 1
+    return {
+        "events": events,
+        "delivered": delivered,
+        "publish_us": publish_s / events * 1e6,
+        "events_per_s": delivered / total_s,
+    }
+
+
+# -- 2. overhead on a worker's step ---------------------------------------------------------------------
+def overhead(
+    bootstrap: str, topic: str, config: TelemetryConfig, steps: int, rounds: int
+) -> dict[str, float]:
+    """Telemetry's share of a worker's step: CPU the worker process spends per event (building it,
+    publish(), the feeder handing it to the child) over the CPU of the steps between two events.
+
+    Measured as parts because the parts are stable on a busy machine while a direct with/without
+    comparison of whole steps is not (it is reported too, for information)."""
+    import gymnasium as gym
+    import torch
+
+    torch.set_num_threads(1)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 2),
+    )
+    env = gym.make("CartPole-v1")
+    env.action_space.seed(0)
+
+    def steps_block(sink: ProcessSink | None) -> tuple[float, float, int]:
+        """(worker CPU s per step, wall s per step, events) for ``steps`` steps at the worker rate."""
+        obs, _ = env.reset(seed=0)
+        ret, length, episode, events = 0.0, 0, 0, 0
+        start, cpu_start = time.perf_counter(), time.process_time()
+        for step in range(steps):
+            with torch.no_grad():  # the agent's forward pass; actions explore (ε = 1, early training)
+                net(torch.as_tensor(obs).unsqueeze(0))
+            obs, reward, terminated, truncated, _ = env.step(int(env.action_space.sample()))
+            ret, length = ret + float(reward), length + 1
+            if terminated or truncated:
+                events += 1
+                if sink is not None:
+                    sink.publish(
+                        topic,
+                        envelope(
+                            "episode",
+                            session_id="bench",
+                            worker_index=0,
+                            episode=episode,
+                            episode_return=ret,
+                            episode_length=length,
+                            env_steps=step,
+                        ),
+                    )
+                obs, _ = env.reset()
+                ret, length, episode = 0.0, 0, episode + 1
+            if step % 100 == 0:
+                events += 1
+                if sink is not None:
+                    sink.publish(
+                        topic,
+                        envelope(
+                            "train_stats",
+                            session_id="bench",
+                            worker_index=0,
+                            env_steps=step,
+                            loss=0.1,
+                            mean_q=1.0,
+                            epsilon=1.0,
+                            env_steps_per_s=1e4,
+                            updates_per_s=1e3,
+                        ),
+                    )
+        wall = time.perf_counter() - start
+        if sink is not None:
+            sink.flush(60)  # the feeder's work for this block's events belongs to this block
+        return (time.process_time() - cpu_start) / steps, wall / steps, events
+
+    def events_block(sink: ProcessSink, n: int = 5000) -> float:
+        """Worker CPU s per event: build, publish, hand to the child."""
+        cpu_start = time.process_time()
+        for i in range(n):
+            sink.publish(
+                topic,
+                envelope(
+                    "episode",
+                    session_id="bench",
+                    worker_index=0,
+                    episode=i,
+                    episode_return=21.0,
+                    episode_length=21,
+                    env_steps=i,
+                ),
+            )
+        sink.flush(60)
+        return (time.process_time() - cpu_start) / n
+
+    with ProcessSink(bootstrap, config, topics=[topic], spool_name="bench-overhead") as sink:
+        sink.publish(topic, envelope("episode", session_id="bench", worker_index=0))
+        sink.flush(60)
+        steps_block(None)  # warm up
+        base, real, per_event = [], [], []
+        for _ in range(rounds):
+            base.append(steps_block(None))
+            real.append(steps_block(sink))
+            per_event.append(events_block(sink))
+    step_cpu = statistics.median(b[0] for b in base)
+    event_cpu = statistics.median(per_event)
+    steps_per_event = steps * len(base) / sum(b[2] for b in base)
+    wall_base, wall_real = statistics.median(b[1] for b in base), statistics.median(r[1] for r in real)
+    cpu_real = statistics.median(r[0] for r in real)
+    return {
+        "steps_per_event": steps_per_event,
+        "step_cpu_us": step_cpu * 1e6,
+        "event_cpu_us": event_cpu * 1e6,
+        "overhead_pct": event_cpu / (steps_per_event * step_cpu) * 100,
+        "direct_cpu_overhead_pct": (cpu_real - step_cpu) / step_cpu * 100,
+        "direct_wall_overhead_pct": (wall_real - wall_base) / wall_base * 100,
+        "worst_case_overhead_pct": event_cpu / step_cpu * 100,
+    }  # fmt: skip
+
+
+# -- 3. end-to-end latency -----------------------------------------------------------------------------
+def _run_indexer(bootstrap: str, es_url: str, prefix: str, topic: str, stop: Any) -> None:
+    import logging
+
+    from hiverl.telemetry.indexer import Indexer
+
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    config = TelemetryConfig(index_prefix=prefix, stats_interval_s=3600)
+    indexer = Indexer(
+        bootstrap, es_url, config, topics={TRAINING_LOG_TOPIC: topic}, group_id=f"bench-{prefix}"
+    )
+    stop_event = threading.Event()
+
+    def relay() -> None:
+        stop.wait()
+        stop_event.set()
+
+    threading.Thread(target=relay, daemon=True).start()
+    indexer.run(stop_event)
+    indexer.close()
+
+
+def latency(
+    bootstrap: str,
+    es_url: str,
+    prefix: str,
+    topic: str,
+    config: TelemetryConfig,
+    rate_hz: float,
+    duration_s: float,
+) -> dict[str, float]:
+    """Seconds from publish() to searchable, at ``rate_hz`` events per second for ``duration_s``."""
+    from elasticsearch import Elasticsearch
+
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    indexer = ctx.Process(target=_run_indexer, args=(bootstrap, es_url, prefix, topic, stop))
+    indexer.start()
+    es = Elasticsearch(es_url, request_timeout=10)
+    alias = alias_name(prefix, TRAINING_LOG_TOPIC)
+    published: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    with KafkaSink(bootstrap, config, topics=[topic], spool_name="bench-latency") as sink:
+        sink.publish(topic, envelope("episode", session_id="warmup", worker_index=0, episode=-1))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _searchable(es, alias, -1):  # indexer up and templates in
+            time.sleep(0.2)
+        n = int(rate_hz * duration_s)
+        start = time.monotonic()
+        for i in range(n):
+            while time.monotonic() < start + i / rate_hz:
+                _poll(es, alias, seen)
+                time.sleep(0.02)
+            published[i] = time.time()
+            sink.publish(topic, envelope("episode", session_id="bench", worker_index=i % 4, episode=i))
+        end = time.monotonic() + 30
+        while len(seen) < n and time.monotonic() < end:
+            _poll(es, alias, seen)
+            time.sleep(0.05)
+    stop.set()
+    indexer.join(30)
+    es.close()
+    lat = sorted(seen[i] - published[i] for i in published if i in seen)
+    if not lat:
+        return {"events": n, "seen": 0, "p50_s": float("nan"), "p95_s": float("nan")}
+    return {
+        "events": n,
+        "seen": len(lat),
+        "p50_s": lat[len(lat) // 2],
+        "p95_s": lat[int(len(lat) * 0.95) - 1],
+    }
+
+
+def _searchable(es: Any, alias: str, episode: int) -> bool:
+    try:
+        return int(es.count(index=alias, query={"term": {"episode": episode}})["count"]) > 0
+    except Exception:
+        return False
+
+
+def _poll(es: Any, alias: str, seen: dict[int, float]) -> None:
+    try:
+        low = max(seen) - 200 if seen else 0
+        hits = es.search(
+            index=alias, size=1000, source=["episode"], query={"range": {"episode": {"gte": max(low, 0)}}}
+        )["hits"]["hits"]
+    except Exception:
+        return
+    now = time.time()
+    for hit in hits:
+        seen.setdefault(int(hit["_source"]["episode"]), now)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=50_000, help="events for the throughput run")
+    parser.add_argument("--steps", type=int, default=3000, help="worker steps per overhead block")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating overhead blocks")
+    parser.add_argument("--rate", type=float, default=50.0, help="events/s in the latency run")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of the latency run")
+    args = parser.parse_args()
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    endpoints = Endpoints()
+    bootstrap, es_url = endpoints.kafka_bootstrap_servers, endpoints.elasticsearch_url
+    run = uuid.uuid4().hex[:10]
+    topics = [f"bench-{run}-{name}" for name in ("throughput", "overhead", "latency")]
+    prefix = f"bench-{run}-"
+    with tempfile.TemporaryDirectory() as spool:
+        config = TelemetryConfig(spool_dir=Path(spool), index_prefix=prefix)
+        try:
+            thr = producer_throughput(bootstrap, topics[0], config, args.events)
+            ovh = overhead(bootstrap, topics[1], config, args.steps, args.rounds)
+            lat = latency(bootstrap, es_url, prefix, topics[2], config, args.rate, args.duration)
+        finally:
+            _cleanup(bootstrap, es_url, topics, prefix)
+
+    rows = [
+        ("producer throughput", f"{thr['events_per_s']:,.0f} events/s", "≥ 20,000"),
+        ("publish() cost in the caller", f"{thr['publish_us']:.2f} µs/event", ""),
+        ("worker step (CartPole + MLP), worker CPU", f"{ovh['step_cpu_us']:.1f} µs", ""),
+        ("steps per event (worker rate, ε = 1)", f"{ovh['steps_per_event']:.1f}", ""),
+        ("worker CPU per event (build+publish+feed)", f"{ovh['event_cpu_us']:.1f} µs", ""),
+        ("telemetry overhead", f"{ovh['overhead_pct']:.2f} %", "≤ 2 %"),
+        ("  direct A/B, worker CPU (noisy)", f"{ovh['direct_cpu_overhead_pct']:.1f} %", "(information)"),
+        ("  direct A/B, wall clock (noisy)", f"{ovh['direct_wall_overhead_pct']:.1f} %", "(information)"),
+        ("  worst case: one event per step", f"{ovh['worst_case_overhead_pct']:.1f} %", "(information)"),
+        ("event → searchable p50", f"{lat['p50_s']:.2f} s", ""),
+        ("event → searchable p95", f"{lat['p95_s']:.2f} s", "≤ 5 s"),
+        ("latency events seen", f"{lat['seen']}/{lat['events']}", ""),
+    ]
+    print(f"{'measure':36} {'value':>22}  target")
+    for name, value, target in rows:
+        print(f"{name:36} {value:>22}  {target}")
+    print(
+        json.dumps(
+            {
+                "producer_events_per_s": round(thr["events_per_s"], 1),
+                "overhead_pct": round(ovh["overhead_pct"], 3),
+                "direct_wall_overhead_pct": round(ovh["direct_wall_overhead_pct"], 2),
+                "worst_case_overhead_pct": round(ovh["worst_case_overhead_pct"], 2),
+                "latency_p50_s": round(lat["p50_s"], 3),
+                "latency_p95_s": round(lat["p95_s"], 3),
+                "latency_events_seen": lat["seen"],
+            }
+        )
+    )
+
+
+def _cleanup(bootstrap: str, es_url: str, topics: list[str], prefix: str) -> None:
+    import contextlib
+
+    from elasticsearch import Elasticsearch
+    from kafka.admin import KafkaAdminClient
+
+    from hiverl.telemetry.elastic import delete_templates
+
+    with contextlib.suppress(Exception):
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        existing = set(admin.list_topics())
+        admin.delete_topics([t for t in topics if t in existing])
+        admin.close()
+    with contextlib.suppress(Exception), Elasticsearch(es_url) as es:
+        es.options(ignore_status=404).indices.delete(index=f"{prefix}*", expand_wildcards="all")
+        delete_templates(es, prefix)
+
+
+if __name__ == "__main__":
+    main()
