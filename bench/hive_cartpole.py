@@ -125,7 +125,9 @@ def plot(runs: list[dict[str, Any]], path: Path, budget: int) -> None:
         ax.set_xlabel("env steps of the worker")
         ax.set_xlim(0, budget)
     axes[0].set_ylabel(f"mean return, last {WINDOW} episodes")
-    axes[-1].legend(fontsize=6, loc="lower right")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

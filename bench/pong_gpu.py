@@ -57,6 +57,15 @@ PONG: dict[str, Any] = {
 }
 
 
+def _delete_keys(redis_url: str, prefix: str) -> None:
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -76,6 +85,7 @@ def main() -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("no CUDA device: this benchmark needs an NVIDIA GPU (use --device cpu to smoke-test)")
 
+    prefix = f"bench-{secrets.token_hex(4)}:"
     settings: dict[str, Any] = json.loads(json.dumps(PONG))
     deep_update(
         settings,
@@ -87,7 +97,7 @@ def main() -> None:
             "device": args.device,
             "run_dir": str(args.out / "runs"),
             "model_dir": str(args.out / "models"),
-            "memory": {"key_prefix": f"bench-{secrets.token_hex(4)}:"},
+            "memory": {"key_prefix": prefix},
         },
     )
     deep_update(settings, parse_assignments(args.set))
@@ -100,6 +110,7 @@ def main() -> None:
     started = time.time()
     result = trainer.run()
     timer.cancel()
+    _delete_keys(redis_url, prefix)  # the memory holds GBs of frames; this run is over
 
     games = []  # (seconds since start, worker, score)
     for line in (result.run_folder / "events.jsonl").read_text().splitlines():

@@ -60,7 +60,7 @@ def ensure_redis(console: Console | None = None) -> str:
         return url
     except redis.RedisError:
         pass
-    from hiverl.services.servers import RedisServer
+    from hiverl.services import RedisServer
 
     server = RedisServer()
     if console is not None:
@@ -259,6 +259,12 @@ class Trainer:
             view.state = "done"
             for name in ("env_steps", "updates", "episodes", "mean_return_100", "last_return"):
                 setattr(view, name, payload[name])
+            # The summary shows averages over this process's run, not the last interval's rates.
+            wall = max(payload["wall_s"], 1e-9)
+            steps_this_run = payload["env_steps"] - (view.resumed_from or 0)
+            view.steps_per_s = steps_this_run / wall
+            view.updates_per_s = payload.get("updates_this_run", payload["updates"]) / wall
+            view.memory_time_share = payload["memory_time_share"]
         elif kind == "error":
             view.error = payload["text"]
         if self.on_message is not None:

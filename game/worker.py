@@ -358,6 +358,7 @@ class Worker:
         last_loss: float | None = None
         last_return: float | None = None
         started = last_stats = time.monotonic()
+        updates_at_start = self.agent.updates
         steps_at_stats, updates_at_stats, memory_at_stats = self.env_steps, self.agent.updates, 0.0
         next_checkpoint = (self.env_steps // config.checkpoint_interval + 1) * config.checkpoint_interval
         vector_steps = 0
@@ -459,6 +460,7 @@ class Worker:
             {
                 "env_steps": self.env_steps,
                 "updates": self.agent.updates,
+                "updates_this_run": self.agent.updates - updates_at_start,
                 "episodes": self.episodes,
                 "mean_return_100": self.mean_return(),
                 "last_return": last_return,

@@ -174,10 +174,11 @@ class KafkaServer(LocalServer):
             "logger.request.level = warn\n"
         )
         if not (self.data_dir / "meta.properties").exists():
+            # A random id may begin with "-": passed as --cluster-id=ID it is never read as a flag.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             run_checked(
                 [*self._jvm(), self.spec.storage_tool_class, "format", "--ignore-formatted",
-                 "-t", cluster_id, "-c", str(self.config_dir / "server.properties")],
+                 f"--cluster-id={cluster_id}", "-c", str(self.config_dir / "server.properties")],
                 "formatting Kafka's KRaft storage",
             )  # fmt: skip
 
