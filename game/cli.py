@@ -53,6 +53,12 @@ def train(
         typer.Option("--set", help="Any setting, e.g. --set agent.lr=0.001 --set worker_overrides.0.seed=5."),
     ] = None,
     live: Annotated[bool, typer.Option(help="Live per-worker table.")] = True,
+    telemetry: Annotated[
+        bool, typer.Option(help="Publish events to Kafka (spooled on disk while it is down).")
+    ] = True,
+    archive: Annotated[
+        bool, typer.Option(help="Record the session in the MongoDB archive (spooled while it is down).")
+    ] = True,
     print_config: Annotated[bool, typer.Option(help="Print the resolved settings and exit.")] = False,
 ) -> None:
     """Train a hive: N worker processes sharing one prioritized replay memory on Redis.
@@ -85,7 +91,15 @@ def train(
     if print_config:
         return
     redis_url = ensure_redis(console)
-    trainer = Trainer(resolved, redis_url=redis_url, resume=resume is not None, console=console, live=live)
+    trainer = Trainer(
+        resolved,
+        redis_url=redis_url,
+        resume=resume is not None,
+        console=console,
+        live=live,
+        sink_factory=_kafka_sink if telemetry else None,
+        recorder=_archive_recorder() if archive else None,
+    )
     console.print(
         f"session [bold]{trainer.session_id}[/bold] · memory {redact(redis_url)} · "
         f"runs {trainer.run_folder} · models {trainer.model_folder}"
@@ -95,6 +109,22 @@ def train(
     console.print(f"resume with: hiverl train --resume {result.session_id}")
     if result.status == "failed":
         raise typer.Exit(1)
+
+
+def _kafka_sink(config: Any, session_id: str) -> Any:
+    """The trainer's Kafka sink: a producer in a child process, spooling to disk while Kafka is down."""
+    from hiverl.endpoints import Endpoints
+    from hiverl.telemetry.process_sink import ProcessSink
+
+    return ProcessSink(Endpoints().kafka_bootstrap_servers, spool_name=f"trainer-{session_id}")
+
+
+def _archive_recorder() -> Any:
+    """The session archive on MongoDB (documents are spooled locally while it is unreachable)."""
+    from hiverl.archive.store import SessionArchive
+    from hiverl.archive.trainer import TrainerRecorder
+
+    return TrainerRecorder(SessionArchive())
 
 
 def evaluate(
@@ -148,7 +178,7 @@ def worker(
     from game.worker import Worker, WorkerContext
     from hiverl.config import ConfigError, load_config, parse_assignments
     from hiverl.endpoints import Endpoints
-    from hiverl.events import JsonlSink
+    from hiverl.events import FanoutSink, JsonlSink
 
     console = Console()
     try:
@@ -162,7 +192,10 @@ def worker(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sink = JsonlSink(resolved.run_dir / resolved.session_id / f"events-worker-{index}.jsonl")
+    sink = FanoutSink(
+        JsonlSink(resolved.run_dir / resolved.session_id / f"events-worker-{index}.jsonl"),
+        _kafka_sink(resolved, f"{resolved.session_id}-worker-{index}"),
+    )
     context = WorkerContext(index, resolved.session_id, resolved.to_json_dict(), Endpoints().redis_url)
 
     def on_status(kind: str, payload: dict[str, Any]) -> None:

@@ -105,7 +105,7 @@ class WorkerView:
     env_steps: int = 0
     updates: int = 0
     episodes: int = 0
-    steps_per_s: float = 0.0
+    env_steps_per_s: float = 0.0
     updates_per_s: float = 0.0
     last_return: float | None = None
     mean_return_100: float | None = None
@@ -241,7 +241,7 @@ class Trainer:
             if event.get("event_type") == "train_stats":
                 view = self.views[event["worker_index"]]
                 for name in (
-                    "env_steps", "updates", "episodes", "steps_per_s", "updates_per_s",
+                    "env_steps", "updates", "episodes", "env_steps_per_s", "updates_per_s",
                     "last_return", "mean_return_100", "epsilon", "loss", "memory_time_share",
                 ):  # fmt: skip
                     setattr(view, name, event.get(name))
@@ -262,7 +262,7 @@ class Trainer:
             # The summary shows averages over this process's run, not the last interval's rates.
             wall = max(payload["wall_s"], 1e-9)
             steps_this_run = payload["env_steps"] - (view.resumed_from or 0)
-            view.steps_per_s = steps_this_run / wall
+            view.env_steps_per_s = steps_this_run / wall
             view.updates_per_s = payload.get("updates_this_run", payload["updates"]) / wall
             view.memory_time_share = payload["memory_time_share"]
         elif kind == "error":
@@ -370,9 +370,10 @@ class Trainer:
             wall = time.monotonic() - started
             final = self.session_document(status, resumed=self.resume, wall_s=wall, **self._progress())
             self._write_session(final)
+            # Flush first: the archive rebuilds the final results from the run folder's events.
+            self.sink.flush()
             if self.recorder is not None:
                 self.recorder.finish(self.session_id, status, self._progress() | {"wall_s": wall})
-            self.sink.flush()
             self.sink.close()
         return TrainingResult(self.session_id, status, wall, self.views, self.run_folder, self.model_folder)
 
@@ -403,7 +404,7 @@ class Trainer:
                 str(view.index),
                 view.state + (f" ({view.restarts} restarts)" if view.restarts else ""),
                 f"{view.env_steps:,}",
-                _fmt(view.steps_per_s, ".0f"),
+                _fmt(view.env_steps_per_s, ".0f"),
                 _fmt(view.updates_per_s, ".0f"),
                 str(view.episodes),
                 _fmt(view.last_return, ".1f"),

@@ -435,7 +435,7 @@ class Worker:
                     env_steps=self.env_steps,
                     updates=self.agent.updates,
                     episodes=self.episodes,
-                    steps_per_s=(self.env_steps - steps_at_stats) / elapsed,
+                    env_steps_per_s=(self.env_steps - steps_at_stats) / elapsed,
                     updates_per_s=(self.agent.updates - updates_at_stats) / elapsed,
                     memory_time_share=(self.memory.blocked_s - memory_at_stats) / elapsed,
                     loss=last_loss,
