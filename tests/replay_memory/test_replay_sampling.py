@@ -83,4 +83,4 @@ def test_default_priority_of_an_empty_memory_is_one(make_memory: MakeMemory) -> 
 def _masses(memory: object) -> dict[int, float]:
     from conftest import stored_entries
 
-    return {ident: mass for ident, mass in stored_entries(memory).values()}  # type: ignore[arg-type]
+    return {ident: mass for ident, mass in stored_entries(memory).values()}
