@@ -49,11 +49,13 @@ def make_settings(
     )
 
 
-def make_endpoints(es_url: str, mongo_uri: str) -> Endpoints:
+def make_endpoints(
+    es_url: str, mongo_uri: str, redis_url: str = "redis://127.0.0.1:9/0", kafka: str = "127.0.0.1:9"
+) -> Endpoints:
     return Endpoints.model_validate(
         {
-            "REDIS_URL": "redis://127.0.0.1:9/0",
-            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+            "REDIS_URL": redis_url,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka,
             "ELASTICSEARCH_URL": es_url,
             "MONGODB_URI": mongo_uri,
         }
@@ -66,6 +68,61 @@ def fake_launcher(tmp_path: Path) -> TrainingLauncher:
     return TrainingLauncher(
         tmp_path / "runs", command=[sys.executable, str(script), str(tmp_path / "fake.out")]
     )
+
+
+def real_launcher(
+    tmp_path: Path,
+    *,
+    redis_url: str,
+    redis_prefix: str,
+    kafka: str,
+    es_url: str,
+    mongo_uri: str,
+    mongo_db: str,
+) -> TrainingLauncher:
+    """Runs the real ``hiverl train`` (the launcher's default command) against the test's services:
+    memory keys under ``redis_prefix``, the archive in ``mongo_db``, run and model folders, spools
+    in ``tmp_path``; small settings so a hive is cheap on 2 cores (one CPU torch thread, stats
+    every 0.5 s)."""
+    return TrainingLauncher(
+        tmp_path / "runs",
+        env={
+            "REDIS_URL": redis_url,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "ELASTICSEARCH_URL": es_url,
+            "MONGODB_URI": mongo_uri,
+            "HIVERL_ARCHIVE_DATABASE": mongo_db,
+            "HIVERL_HOME": str(tmp_path / "hiverl-home"),  # telemetry and archive spools
+            "CONFIG_MEMORY__KEY_PREFIX": redis_prefix,
+            "CONFIG_RUN_DIR": str(tmp_path / "runs"),
+            "CONFIG_MODEL_DIR": str(tmp_path / "models"),
+            "CONFIG_STATS_INTERVAL_S": "0.5",
+            "CONFIG_DEVICE": "cpu",
+            "CONFIG_TORCH_THREADS": "1",
+        },
+    )
+
+
+def skip_to_end(kafka: str, group_id: str, topics: Sequence[str]) -> None:
+    """Commit the current end offsets of ``topics`` for the new consumer group ``group_id``: an
+    indexer of that group then reads only what is published from now on (the topics are shared)."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from hiverl.telemetry.admin import ensure_topics
+    from hiverl.telemetry.config import TelemetryConfig
+
+    ensure_topics(kafka, topics, TelemetryConfig())
+    consumer = KafkaConsumer(bootstrap_servers=kafka, group_id=group_id, enable_auto_commit=False)
+    try:
+        partitions = [
+            TopicPartition(topic, p) for topic in topics for p in consumer.partitions_for_topic(topic) or ()
+        ]
+        assert partitions, f"no partitions found for {topics}"
+        ends = consumer.end_offsets(partitions)
+        consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in ends.items()})
+    finally:
+        consumer.close(autocommit=False)
 
 
 _CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -1,11 +1,14 @@
-"""End to end in a real headless Chromium: sign in, watch a live session gain points, filter the
-sessions table and see the charts follow, start and stop a session from the form, play a video.
+"""End to end in a real headless Chromium: sign in, filter the sessions table and see the charts
+follow, start a real short hive from the form (`hiverl train`, its events going through Kafka and
+the real indexer into Elasticsearch), watch its live view gain points, stop it from the form
+(exit 0, archived as stopped, checkpoint saved), play a video.
 
 Screenshots of every page go to ``artifacts/screenshots/`` (git-ignored) for a human to look at.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import socket
 import threading
@@ -23,13 +26,19 @@ from dashboard_helpers import (
     fake_launcher,
     make_endpoints,
     make_settings,
-    seed_events,
+    real_launcher,
     seed_sessions,
     session_document,
-    training_events,
+    skip_to_end,
+    wait_for,
 )
 
 from dashboard.app import create_app
+from dashboard.training import TrainingLauncher
+from game.worker import memory_name
+from hiverl.telemetry.config import TelemetryConfig
+from hiverl.telemetry.indexer import Indexer
+from monitor.service import MemoryMonitor
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -53,15 +62,15 @@ def free_port() -> int:
 
 @pytest.fixture
 def serve(dashboard_home: Path, tmp_path: Path, es_prefix: str, mongo_db: str) -> Iterator[Any]:
-    """``serve(es_url, mongo_uri) -> base URL``: the dashboard served by uvicorn on a free port,
-    as `hiverl dashboard` serves it."""
+    """``serve(es_url, mongo_uri, launcher=None, **endpoints) -> base URL``: the dashboard served by
+    uvicorn on a free port, as `hiverl dashboard` serves it (a fake trainer unless ``launcher``)."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(es_url: str, mongo_uri: str) -> str:
+    def start(es_url: str, mongo_uri: str, launcher: TrainingLauncher | None = None, **endpoints: str) -> str:
         app = create_app(
             make_settings(dashboard_home, es_prefix, mongo_db),
-            make_endpoints(es_url, mongo_uri),
-            launcher=fake_launcher(tmp_path),
+            make_endpoints(es_url, mongo_uri, **endpoints),
+            launcher=launcher or fake_launcher(tmp_path),
         )
         port = free_port()
         uv = uvicorn.Server(
@@ -79,13 +88,56 @@ def serve(dashboard_home: Path, tmp_path: Path, es_prefix: str, mongo_db: str) -
     yield start
     for uv, thread in servers:
         uv.should_exit = True
-        thread.join(timeout=30)
+        thread.join(timeout=60)  # the lifespan stops any training child still running
 
 
 @pytest.fixture
-def server(serve: Any, es_url: str, mongo_uri: str) -> str:
-    base: str = serve(es_url, mongo_uri)
+def server(
+    serve: Any,
+    tmp_path: Path,
+    redis_url: str,
+    redis_prefix: str,
+    kafka_bootstrap: str,
+    es_url: str,
+    mongo_uri: str,
+    mongo_db: str,
+) -> str:
+    """The dashboard wired to every real service, starting the real `hiverl train`."""
+    launcher = real_launcher(
+        tmp_path,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        kafka=kafka_bootstrap,
+        es_url=es_url,
+        mongo_uri=mongo_uri,
+        mongo_db=mongo_db,
+    )
+    base: str = serve(es_url, mongo_uri, launcher, redis_url=redis_url, kafka=kafka_bootstrap)
     return base
+
+
+@pytest.fixture
+def indexer(kafka_bootstrap: str, es_url: str, es_prefix: str) -> Iterator[Indexer]:
+    """The real indexer (what `hiverl index` runs) in a thread: the shared telemetry topics into
+    this test's indices, as a consumer group of its own that starts at the topics' current end."""
+    from kafka import KafkaAdminClient
+
+    from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
+
+    group_id = f"{es_prefix}indexer"
+    skip_to_end(kafka_bootstrap, group_id, [TRAINING_LOG_TOPIC, MEMORY_MONITORING_TOPIC])
+    running = Indexer(kafka_bootstrap, es_url, TelemetryConfig(index_prefix=es_prefix), group_id=group_id)
+    thread = threading.Thread(target=running.run, name="indexer", daemon=True)
+    thread.start()
+    yield running
+    running.stop()
+    thread.join(timeout=30)
+    running.close()
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=15000)
+    try:
+        admin.delete_groups([group_id])  # the group is empty now: it goes
+    finally:
+        admin.close()
 
 
 @pytest.fixture
@@ -99,21 +151,33 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-class Publisher(threading.Thread):
-    """A running session's telemetry: one second of events indexed every 0.5 s."""
+@contextlib.contextmanager
+def memory_monitor(
+    redis_url: str, redis_prefix: str, kafka: str, session_id: str, spool_dir: Path
+) -> Iterator[MemoryMonitor]:
+    """The memory monitor (what `hiverl monitor` runs) of the hive ``session_id``, in a thread,
+    publishing its memory statistics to Kafka every 0.5 s under the session's id."""
+    from hiverl.events import MEMORY_MONITORING_TOPIC
+    from hiverl.telemetry.kafka_sink import KafkaSink
+    from monitor.service import MemorySource, MonitorSettings
 
-    def __init__(self, es_url: str, prefix: str, session_id: str) -> None:
-        super().__init__(name="event-publisher", daemon=True)
-        self.es_url, self.prefix, self.session_id = es_url, prefix, session_id
-        self.stop_event = threading.Event()
-        self.step = 110  # continues the 110 s of history seeded before
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            events = training_events(self.session_id, time.time(), seconds=1, workers=2, first_step=self.step)
-            seed_events(self.es_url, self.prefix, events)
-            self.step += 1
-            self.stop_event.wait(0.5)
+    name = memory_name(session_id, 0, shared=True)
+    sink = KafkaSink(
+        kafka, TelemetryConfig(spool_dir=spool_dir), spool_name="monitor", topics=(MEMORY_MONITORING_TOPIC,)
+    )
+    source = MemorySource(redis_url, name, redis_prefix)
+    settings = MonitorSettings(name, redis_prefix, interval_s=0.5, session_id=session_id, backoff_max_s=1.0)
+    service = MemoryMonitor(source, sink, settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), name="memory-monitor", daemon=True)
+    thread.start()
+    try:
+        yield service
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        source.reset()
+        sink.close()
 
 
 def shot(page: Any, name: str) -> None:
@@ -137,13 +201,16 @@ def chart_points(page: Any, canvas_id: str) -> int:
 def test_dashboard_in_a_real_browser(
     server: str,
     browser: Any,
-    es_url: str,
-    es_prefix: str,
+    indexer: Indexer,
+    tmp_path: Path,
+    redis_url: str,
+    redis_prefix: str,
+    kafka_bootstrap: str,
     mongo_uri: str,
     mongo_db: str,
     dashboard_home: Path,
 ) -> None:
-    # -- seed: archived sessions (two envs) and a running session publishing telemetry ----------
+    # -- seed: archived sessions of two envs, and a recorded episode -------------------------------
     started = [dt.datetime.now(dt.UTC) - dt.timedelta(hours=h) for h in range(6)]  # distinct: stable order
     seed_sessions(
         mongo_uri,
@@ -157,15 +224,11 @@ def test_dashboard_in_a_real_browser(
                              curve=((0, 8), (5000, 20)), started_at=started[3]),
             session_document("pong-base", env_id="ALE/Pong-v5", lr=1e-4, best_return=-3.0, workers=8,
                              started_at=started[2]),
-            session_document("e2e-live", status="running", started_at=started[0]),
         ],
     )  # fmt: skip
-    seed_events(es_url, es_prefix, training_events("e2e-live", time.time() - 120, seconds=110, workers=2))
     video_dir = dashboard_home / "runs" / "cart-lr5e-4" / "videos"
     video_dir.mkdir(parents=True)
     make_video(video_dir / "episode-0.mp4")
-    publisher = Publisher(es_url, es_prefix, "e2e-live")
-    publisher.start()
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     errors: list[str] = []
@@ -178,33 +241,18 @@ def test_dashboard_in_a_real_browser(
         ),
     )
     page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        # -- sign in, then the live view gains points ---------------------------------------------
+    with contextlib.ExitStack() as stack:
+        stack.callback(context.close)
+        # -- sign in ----------------------------------------------------------------------------------
         page.goto(f"{server}/login")
         shot(page, "01-login")
-        sign_in(page, server, ADMIN, "/live?session=e2e-live")
-        page.wait_for_function("() => Number(document.querySelector('#live-info').dataset.events || 0) > 0")
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('.pill')].some(p => p.dataset.service === 'elasticsearch')"
-        )
-        first_events = int(page.get_attribute("#live-info", "data-events"))
-        first_points = chart_points(page, "chart-return")
-        assert first_points > 0 and chart_points(page, "chart-memory") > 0
-        page.wait_for_function(
-            f"() => Number(document.querySelector('#live-info').dataset.events) > {first_events}",
-            timeout=20_000,
-        )
-        assert int(page.get_attribute("#live-info", "data-events")) > first_events
-        assert chart_points(page, "chart-loss") > 0 and chart_points(page, "chart-steps") > 0
-        assert "e2e-live" in page.inner_text("#running-list")
-        shot(page, "02-live")
+        sign_in(page, server, ADMIN, "/sessions")
 
         # -- sessions table: filter, and the charts follow -----------------------------------------
-        page.goto(f"{server}/sessions")
-        page.wait_for_function("() => document.querySelector('#sessions-count').dataset.matched === '5'")
-        page.wait_for_function("() => Number(document.querySelector('#chart-scatter').dataset.points) === 5")
+        page.wait_for_function("() => document.querySelector('#sessions-count').dataset.matched === '4'")
+        page.wait_for_function("() => Number(document.querySelector('#chart-scatter').dataset.points) === 4")
         page.wait_for_function("() => Number(document.querySelector('#chart-curves').dataset.points) > 0")
-        shot(page, "03-sessions")
+        shot(page, "02-sessions")
         all_curve_points = chart_points(page, "chart-curves")
         page.select_option("select[name=tag]", "sweep")
         page.wait_for_function("() => document.querySelector('#sessions-count').dataset.matched === '2'")
@@ -223,30 +271,72 @@ def test_dashboard_in_a_real_browser(
         page.select_option("select[name=hp_name]", "agent.lr")
         page.fill("input[name=hp_min]", "0.0003")
         page.wait_for_function("() => document.querySelector('#sessions-count').dataset.matched === '1'")
-        shot(page, "04-sessions-filtered")
+        shot(page, "03-sessions-filtered")
 
-        # -- start and stop a session from the form -----------------------------------------------
+        # -- start a real short hive from the form (`hiverl train`, published to Kafka) ------------
         page.goto(f"{server}/train")
         page.fill("input[name=workers]", "0")
         page.click("#start-training")
         page.wait_for_selector(".field.invalid[data-field=workers]")
         assert "greater than or equal to 1" in page.inner_text(".field[data-field=workers] .field-error")
-        shot(page, "05-train-invalid")
-        page.fill("input[name=workers]", "2")
+        shot(page, "04-train-invalid")
+        page.fill("input[name=workers]", "1")
+        page.fill("input[name=total_steps]", "1000000")  # runs until stopped
         page.fill("input[name='agent.lr']", "0.001")
+        page.fill("input[name='agent.learning_starts']", "64")
         page.click("#start-training")
         page.wait_for_selector("#started-link")
         session_id = page.inner_text("#started-link")
         row = page.locator(f"#launched-table tr[data-session-id='{session_id}']")
         row.wait_for()
         assert "running" in row.inner_text()
-        shot(page, "06-train-running")
+        shot(page, "05-train-running")
+
+        # -- its live view gains points (train and monitor -> Kafka -> indexer -> Elasticsearch) ----
+        monitor = stack.enter_context(
+            memory_monitor(redis_url, redis_prefix, kafka_bootstrap, session_id, tmp_path / "spool")
+        )
+        page.goto(f"{server}/live?session={session_id}")
+        # Generous: a cold `hiverl train` (torch import, worker start) on a busy 2-core machine.
+        page.wait_for_function(
+            "() => Number(document.querySelector('#live-info').dataset.events || 0) > 0", timeout=120_000
+        )
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.pill')].some(p => p.dataset.service === 'elasticsearch')"
+        )
+        first_events = int(page.get_attribute("#live-info", "data-events"))
+        first_points = chart_points(page, "chart-return")
+        page.wait_for_function(
+            f"() => Number(document.querySelector('#chart-return').dataset.points) > {first_points}"
+            f" && Number(document.querySelector('#live-info').dataset.events) > {first_events}",
+            timeout=60_000,
+        )
+        page.wait_for_function(  # the worker learns (loss), reports its speed; the memory fills
+            "() => ['chart-loss', 'chart-steps', 'chart-memory']"
+            ".every(id => Number(document.querySelector('#' + id).dataset.points) > 0)",
+            timeout=60_000,
+        )
+        page.wait_for_function(
+            f"() => document.querySelector('#running-list').innerText.includes('{session_id}')"
+        )
+        shot(page, "06-live")
+        assert indexer.stats.indexed > 0  # (the shared topics may carry other sessions too)
+        assert monitor.polls > 0
+
+        # -- stop it from the form: it exits cleanly, archived as stopped, with a checkpoint ----------
+        page.goto(f"{server}/train")
+        row = page.locator(f"#launched-table tr[data-session-id='{session_id}']")
         row.locator("button.stop").click()
         page.wait_for_function(
             f"() => document.querySelector(\"#launched-table tr[data-session-id='{session_id}']\")"
-            ".innerText.includes('exited (0)')"
+            ".innerText.includes('exited (0)')",
+            timeout=120_000,
         )
         shot(page, "07-train-stopped")
+        assert (tmp_path / "models" / session_id / "worker-0.pt").is_file()
+        archived = wait_for(lambda: archived_status(mongo_uri, mongo_db, session_id) == "stopped",
+                            timeout_s=30, what=f"{session_id} archived as stopped")  # fmt: skip
+        assert archived
 
         # -- watch a recorded episode ---------------------------------------------------------------
         page.goto(f"{server}/watch")
@@ -262,10 +352,16 @@ def test_dashboard_in_a_real_browser(
         assert viewer_page.is_disabled("#start-training")
         assert "only admins" in viewer_page.inner_text("#viewer-note")
         shot(viewer_page, "09-train-viewer")
-    finally:
-        publisher.stop_event.set()
-        publisher.join(timeout=10)
-        context.close()
+
+
+def archived_status(mongo_uri: str, mongo_db: str, session_id: str) -> str | None:
+    """The archive's status of ``session_id`` (None while it is not archived)."""
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, serverSelectionTimeoutMS=5000)
+    with client:
+        document = client[mongo_db]["sessions"].find_one({"session_id": session_id}, {"status": 1})
+    return None if document is None else str(document["status"])
 
 
 def make_video(path: Path) -> None:
