@@ -350,12 +350,16 @@ class Trainer:
                             if process.is_alive():
                                 process.kill()
                 except KeyboardInterrupt:
-                    if stopping:  # second Ctrl-C: do not wait for checkpoints
+                    # A second Ctrl-C means: do not wait for checkpoints. One that follows the first
+                    # within a second is the same keypress delivered twice (to the process and to
+                    # its group, as `timeout` does) and is not a second request.
+                    if stopping and time.monotonic() > stop_deadline - STOP_GRACE_S + 1.0:
                         for process in self._procs.values():
                             if process.is_alive():
                                 process.kill()
+                    if not stopping:
+                        stop_deadline = time.monotonic() + STOP_GRACE_S
                     stopping, status = True, "stopped"
-                    stop_deadline = time.monotonic() + STOP_GRACE_S
                     self._stop.set()
                     self.console.print("[yellow]stopping: workers are saving checkpoints...[/yellow]")
         finally:

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -188,6 +189,9 @@ class ProcessSink:
 
 def _child_main(bootstrap: str, spool_name: str, topics: str, config_json: str) -> None:
     """The child: read events and control lines from stdin, publish through a KafkaSink."""
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides when this child ends
+    # (EOF on stdin after its last events), so the child must not die mid-flush.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     config = TelemetryConfig.model_validate_json(config_json)
