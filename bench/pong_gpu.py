@@ -31,17 +31,18 @@ from hiverl.config import deep_update, load_config, parse_assignments
 TARGET = 18.0
 WINDOW = 20
 
-# Settings for Pong (Rainbow/Ape-X-like): n = 3, Adam 1e-4, target copy every 2,000 updates,
-# replay ratio of one batch of 64 per 4 env steps per worker.
+# Settings for Pong (Rainbow/Ape-X-like): n = 3, Adam 2e-4, target copy every 2,000 updates, one
+# batch of 64 per 4 env steps per worker, ε decaying from 1 to 0.01 over each worker's first 200k
+# env steps (every worker ends near-greedy, so the hive's mean score is an honest one).
 PONG: dict[str, Any] = {
     "env_id": "ALE/Pong-v5",
     "device": "cuda",
     "torch_threads": 2,
-    "checkpoint_interval": 250_000,
+    "checkpoint_interval": 1_000_000,
     "stats_interval_s": 10.0,
-    "memory": {"capacity": 400_000, "alpha": 0.6},
+    "memory": {"capacity": 500_000, "alpha": 0.6},
     "agent": {
-        "lr": 1e-4,
+        "lr": 2e-4,
         "adam_eps": 1.5e-4,
         "gamma": 0.99,
         "n_step": 3,
@@ -52,9 +53,32 @@ PONG: dict[str, Any] = {
         "target_update_interval": 2_000,
         "max_grad_norm": 10.0,
         "insert_batch": 64,
+        "sample_chunk": 4,
     },
-    "exploration": {"schedule": "ladder", "ladder_epsilon": 0.4, "ladder_alpha": 7.0},
+    "exploration": {"schedule": "linear", "start": 1.0, "end": 0.01, "decay_steps": 200_000},
 }
+
+
+def score_curve(events_file: Path, started: float) -> tuple[list[tuple[float, float]], float | None, int]:
+    """The curve of (seconds since start, mean of the last 20 games), seconds to 18, games."""
+    games = []  # (seconds since start, score)
+    if events_file.exists():
+        for line in events_file.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line being written right now
+            if event["event_type"] == "episode":
+                games.append((event["event_time"] - started, event["episode_return"]))
+    games.sort()
+    curve: list[tuple[float, float]] = []
+    reached_s = None
+    for k in range(1, len(games) + 1):
+        mean = float(np.mean([g[1] for g in games[max(0, k - WINDOW) : k]]))
+        curve.append((games[k - 1][0], mean))
+        if reached_s is None and k >= WINDOW and mean >= TARGET:
+            reached_s = games[k - 1][0]
+    return curve, reached_s, len(games)
 
 
 def _delete_keys(redis_url: str, prefix: str) -> None:
@@ -77,6 +101,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("var/bench/pong_gpu"))
     parser.add_argument("--set", action="append", default=[], help="extra setting, e.g. agent.lr=0.0002")
+    parser.add_argument("--full", action="store_true", help="keep playing after reaching 18")
     args = parser.parse_args()
     if args.workers < 4:
         parser.error("--workers must be >= 4 (a hive)")
@@ -104,27 +129,40 @@ def main() -> None:
     config = load_config(overrides=settings)
     redis_url = ensure_redis()
     trainer = Trainer(config, redis_url=redis_url, live=sys.stdout.isatty())
-    timer = threading.Timer(args.minutes * 60, trainer.stop)
-    timer.daemon = True
-    timer.start()
+    events_file = trainer.run_folder / "events.jsonl"
     started = time.time()
-    result = trainer.run()
-    timer.cancel()
-    _delete_keys(redis_url, prefix)  # the memory holds GBs of frames; this run is over
+    finished = threading.Event()
 
-    games = []  # (seconds since start, worker, score)
-    for line in (result.run_folder / "events.jsonl").read_text().splitlines():
-        event = json.loads(line)
-        if event["event_type"] == "episode":
-            games.append((event["event_time"] - started, event["worker_index"], event["episode_return"]))
-    games.sort()
-    curve = []
-    reached_s = None
-    for k in range(1, len(games) + 1):
-        mean = float(np.mean([g[2] for g in games[max(0, k - WINDOW) : k]]))
-        curve.append((games[k - 1][0], mean))
-        if reached_s is None and k >= WINDOW and mean >= TARGET:
-            reached_s = games[k - 1][0]
+    def watch() -> None:
+        """Progress once a minute (for logs); stop the hive at the deadline or, unless --full, at 18."""
+        deadline = started + args.minutes * 60
+        next_report = started + 60
+        while not finished.wait(5.0):
+            now = time.time()
+            curve, reached_s, games = score_curve(events_file, started)
+            if now >= next_report:
+                next_report += 60
+                steps = sum(view.env_steps for view in trainer.views)
+                updates = [view.updates for view in trainer.views]
+                rates = [f"{v.env_steps_per_s:.0f}/{v.updates_per_s:.0f}" for v in trainer.views]
+                waits = [f"{100 * (v.memory_time_share or 0):.0f}%" for v in trainer.views]
+                mean = f"{curve[-1][1]:.1f}" if curve else "-"
+                print(
+                    f"[{(now - started) / 60:5.1f} min] games {games}, mean last {WINDOW} {mean}, "
+                    f"env steps {steps:,}, updates {updates}, steps/s/updates/s {rates}, "
+                    f"memory wait {waits}",
+                    flush=True,
+                )
+            if now >= deadline or (reached_s is not None and not args.full):
+                trainer.stop()
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    result = trainer.run()
+    finished.set()
+    _delete_keys(redis_url, prefix)  # the memory holds GBs of frames; this run is over
+    curve, reached_s, games = score_curve(events_file, started)
 
     import matplotlib
 
@@ -151,7 +189,7 @@ def main() -> None:
         "workers": args.workers,
         "envs_per_worker": args.envs_per_worker,
         "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device,
-        "games": len(games),
+        "games": games,
         "final_mean_return": curve[-1][1] if curve else None,
         "best_mean_return": max((m for _, m in curve[WINDOW - 1 :]), default=None),
         "minutes_to_18": None if reached_s is None else reached_s / 60,

@@ -272,6 +272,8 @@ class DQNAgent:
         self.settings = settings
         self.n_actions = n_actions
         self.device = torch.device(device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest convs
         self.online = QNetwork(obs_shape, n_actions, settings.hidden_sizes, settings.dueling).to(self.device)
         self.target = QNetwork(obs_shape, n_actions, settings.hidden_sizes, settings.dueling).to(self.device)
         self.target.load_state_dict(self.online.state_dict())
@@ -351,8 +353,11 @@ class DQNAgent:
         self.updates += 1
         # Step D: target network, hard copy every interval or Polyak averaging every step.
         self._update_target()
-        td_abs = (targets - q_taken.detach()).abs().cpu().numpy()
-        return LearnResult(loss=float(loss.item()), td_abs=td_abs, q_mean=float(q_taken.mean().item()))
+        # One device-to-host copy for everything the worker needs (each copy is a GPU sync).
+        q_detached = q_taken.detach()
+        host = torch.cat([(targets - q_detached).abs(), loss.detach()[None], q_detached.mean()[None]]).cpu()
+        values = host.numpy()
+        return LearnResult(loss=float(values[-2]), td_abs=values[:-2], q_mean=float(values[-1]))
 
     @torch.no_grad()
     def _update_target(self) -> None:

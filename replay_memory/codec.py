@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 
@@ -23,6 +24,8 @@ from replay_memory.errors import InvalidPriorityError, InvalidTransitionError, O
 ZSTD_LEVEL = 3
 _compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
 _decompressor = zstandard.ZstdDecompressor()
+DECODE_THREADS = min(8, os.cpu_count() or 1)
+PARALLEL_DECODE_MIN_ROWS = 16
 
 
 def check_priorities(priorities: np.ndarray, field: str = "priorities") -> np.ndarray:
@@ -187,34 +190,69 @@ def decode_observations(
         out[1][...] = pair[1]
         return out
     if t.obs.codec == pb.CODEC_ZSTD_SHARED_FRAMES:
-        frame_bytes = spec.nbytes // spec.shape[0]
         try:
             raw = _decompressor.decompress(t.obs.data, max_output_size=2 * spec.nbytes)
         except zstandard.ZstdError as e:
             raise InvalidTransitionError(
                 "obs.data", f"{len(t.obs.data)} bytes", f"not zstd data ({e})"
             ) from e
-        n_frames = len(raw) // frame_bytes
-        oi, ni = t.obs.frame_indices, t.next_obs.frame_indices
-        if (
-            len(raw) % frame_bytes
-            or len(oi) != spec.shape[0]
-            or len(ni) != spec.shape[0]
-            or max(*oi, *ni) >= n_frames
-        ):
-            raise InvalidTransitionError("obs.frame_indices", [*oi, *ni], f"{n_frames} unique frames decoded")
-        frames = np.frombuffer(raw, dtype).reshape(n_frames, *spec.shape[1:])
-        if out is None:
-            return frames[list(oi)], frames[list(ni)]
-        for dst, indices in zip(out, (oi, ni), strict=True):
-            first = indices[0]
-            if list(indices) == list(range(first, first + len(indices))):
-                dst[...] = frames[first : first + len(indices)]  # the usual case: one copy
-            else:
-                for k, fi in enumerate(indices):  # a few frame copies beat fancy indexing here
-                    dst[k] = frames[fi]
-        return out
+        return _place_frames(raw, t, spec, out)
     raise InvalidTransitionError("obs.codec", t.obs.codec, "CODEC_RAW or CODEC_ZSTD_SHARED_FRAMES")
+
+
+def _place_frames(
+    raw: bytes | memoryview,
+    t: pb.Transition,
+    spec: ObservationSpec,
+    out: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Build ``(obs, next_obs)`` from a transition's decompressed unique frames (checked first)."""
+    dtype = np.dtype(spec.dtype)
+    frame_bytes = spec.nbytes // spec.shape[0]
+    n_frames = len(raw) // frame_bytes
+    oi, ni = t.obs.frame_indices, t.next_obs.frame_indices
+    if (
+        len(raw) % frame_bytes
+        or len(oi) != spec.shape[0]
+        or len(ni) != spec.shape[0]
+        or max(*oi, *ni) >= n_frames
+    ):
+        raise InvalidTransitionError("obs.frame_indices", [*oi, *ni], f"{n_frames} unique frames decoded")
+    frames = np.frombuffer(raw, dtype).reshape(n_frames, *spec.shape[1:])
+    if out is None:
+        return frames[list(oi)], frames[list(ni)]
+    for dst, indices in zip(out, (oi, ni), strict=True):
+        first = indices[0]
+        if list(indices) == list(range(first, first + len(indices))):
+            dst[...] = frames[first : first + len(indices)]  # the usual case: one copy
+        else:
+            for k, fi in enumerate(indices):  # a few frame copies beat fancy indexing here
+                dst[k] = frames[fi]
+    return out
+
+
+def _decompress_many(blobs: list[bytes], max_size: int) -> list[bytes | memoryview | None]:
+    """Decompress many zstd frames; ``None`` where one is corrupt.
+
+    Decompressing is most of the cost of sampling frame stacks (~50 KB out per transition), so a
+    batch is decompressed by zstd's C threads, outside the GIL, when it is large enough to pay for
+    them; a batch with a bad frame falls back to one frame at a time to find it.
+    """
+    if len(blobs) >= PARALLEL_DECODE_MIN_ROWS and DECODE_THREADS > 1:
+        try:
+            frames: list[bytes | bytearray | memoryview] = list(blobs)
+            segments = _decompressor.multi_decompress_to_buffer(frames, threads=DECODE_THREADS)
+            # Segments expose the buffer protocol (no copy); the stubs do not declare it.
+            return [memoryview(segments[k]) for k in range(len(segments))]  # type: ignore[arg-type]
+        except zstandard.ZstdError:
+            pass
+    out: list[bytes | memoryview | None] = []
+    for blob in blobs:
+        try:
+            out.append(_decompressor.decompress(blob, max_output_size=max_size))
+        except zstandard.ZstdError:
+            out.append(None)
+    return out
 
 
 def decode_rows(
@@ -228,22 +266,37 @@ def decode_rows(
     bad: list[int] = []
     dtype = np.dtype(spec.dtype)
     if spec.is_frame_stack:
-        # frame stacks: decompress each row straight into the preallocated batch arrays
-        obs = np.empty((len(payloads), *spec.shape), dtype)
-        next_obs = np.empty_like(obs)
+        # frame stacks: parse every row, decompress the batch at once, place frames into the arrays
+        parsed: list[tuple[int, pb.Transition]] = []
         for i, payload in enumerate(payloads):
             try:
                 if payload is None:
                     raise InvalidTransitionError("payload", None, "missing")
                 t = pb.Transition.FromString(payload)
-                if t.obs.dtype != spec.dtype or tuple(t.obs.shape) != spec.shape:
+                if (
+                    t.obs.dtype != spec.dtype
+                    or tuple(t.obs.shape) != spec.shape
+                    or t.obs.codec != pb.CODEC_ZSTD_SHARED_FRAMES
+                ):
                     raise InvalidTransitionError("obs", None, "not this memory's spec")
+            except Exception:
+                bad.append(i)
+                continue
+            parsed.append((i, t))
+        raws = _decompress_many([t.obs.data for _, t in parsed], 2 * spec.nbytes)
+        obs = np.empty((len(parsed), *spec.shape), dtype)
+        next_obs = np.empty_like(obs)
+        for (i, t), raw in zip(parsed, raws, strict=True):
+            try:
+                if raw is None:
+                    raise InvalidTransitionError("obs.data", None, "not zstd data")
                 n = len(good)
-                decode_observations(t, spec, (obs[n], next_obs[n]))
+                _place_frames(raw, t, spec, (obs[n], next_obs[n]))
             except Exception:
                 bad.append(i)
                 continue
             good.append(t)
+        bad.sort()
         obs, next_obs = obs[: len(good)], next_obs[: len(good)]
     else:
         # small float observations: join the raw bytes, one frombuffer per batch

@@ -64,3 +64,35 @@ def test_atari_round_trip_and_size(make_memory: MakeMemory, pong_stacks: np.ndar
     per_transition = data_bytes / len(batch)
     assert per_transition <= 2048, per_transition
     assert per_transition < pong_stacks[0].nbytes * 2 / 50  # >50x smaller than the raw pair
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_batch_decode_drops_only_the_corrupt_row(
+    pong_stacks: np.ndarray, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sampled rows are decompressed as one batch (zstd threads); one bad row costs only itself."""
+    from proto.hiverl.v1 import transition_pb2 as pb
+    from replay_memory import codec
+
+    monkeypatch.setattr(codec, "DECODE_THREADS", threads)
+    spec = ObservationSpec(shape=(4, 84, 84), dtype="uint8")
+    batch = _batch(pong_stacks[:40])
+    payloads: list[bytes | None] = list(codec.encode_batch(batch, spec))
+    assert len(payloads) >= codec.PARALLEL_DECODE_MIN_ROWS
+    clean, none_bad = codec.decode_rows(payloads, spec)
+    assert none_bad == []
+    np.testing.assert_array_equal(clean["obs"], batch.obs)
+    np.testing.assert_array_equal(clean["next_obs"], batch.next_obs)
+
+    broken = pb.Transition.FromString(payloads[7])  # type: ignore[arg-type]
+    broken.obs.data = b"\x28\xb5\x2f\xfd not really zstd"
+    payloads[7] = broken.SerializeToString()
+    payloads[20] = None
+
+    arrays, bad = codec.decode_rows(payloads, spec)
+
+    assert bad == [7, 20]
+    keep = [i for i in range(len(payloads)) if i not in bad]
+    np.testing.assert_array_equal(arrays["obs"], batch.obs[keep])
+    np.testing.assert_array_equal(arrays["next_obs"], batch.next_obs[keep])
+    np.testing.assert_array_equal(arrays["actions"], batch.actions[keep])
