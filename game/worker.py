@@ -86,9 +86,10 @@ class MemoryPipeline:
 
     Inserts and priority updates are queued (fire and forget; errors surface on the next call).
     Samples come ``chunk`` batches per round trip, and the next chunk is requested as soon as the
-    current one is handed out, so it is fetched while the learner computes. A batch therefore may
-    miss the priority updates of the last ``chunk`` learning steps (Ape-X's learner prefetches the
-    same way); importance weights are normalised over the whole memory, so slicing a chunk keeps
+    current one is handed out, so it is fetched while the learner computes; the priorities of
+    ``chunk`` learning steps are written together, also one round trip. A batch therefore may
+    miss the priority updates of the last ``2 * chunk`` learning steps (Ape-X's learner prefetches
+    the same way); importance weights are normalised over the whole memory, so slicing a chunk keeps
     them exact. All calls run in order on one thread, so the memory client is never used
     concurrently. ``blocked_s`` counts only the time the worker's main thread waited.
     """
@@ -102,6 +103,7 @@ class MemoryPipeline:
         self.pending: deque[Future[Any]] = deque()
         self.next_chunk: Future[Any] | None = None
         self.ready: deque[Any] = deque()
+        self.priority_buffer: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.blocked_s = 0.0
 
     def _check(self) -> None:
@@ -120,7 +122,18 @@ class MemoryPipeline:
         self.pending.append(self.executor.submit(self.memory.insert, batch))
 
     def update_priorities(self, indices: np.ndarray, generations: np.ndarray, priorities: np.ndarray) -> None:
+        """Queue new priorities; they are written ``chunk`` learning steps at a time, one round trip."""
         self._check()
+        self.priority_buffer.append((indices, generations, priorities))
+        if len(self.priority_buffer) >= self.chunk:
+            self._flush_priorities()
+
+    def _flush_priorities(self) -> None:
+        if not self.priority_buffer:
+            return
+        columns = zip(*self.priority_buffer, strict=True)
+        indices, generations, priorities = (np.concatenate(column) for column in columns)
+        self.priority_buffer.clear()
         update = self.executor.submit(self.memory.update_priorities, indices, generations, priorities)
         self.pending.append(update)
 
@@ -139,7 +152,8 @@ class MemoryPipeline:
         return self.executor.submit(self.memory.sample, self.batch_size * self.chunk, beta, self.rng)
 
     def drain(self) -> None:
-        """Wait for every queued call and drop prefetched samples (before a checkpoint or exit)."""
+        """Write queued priorities, wait for every queued call, drop prefetched samples (checkpoint, exit)."""
+        self._flush_priorities()
         if self.next_chunk is not None:
             self._wait(self.next_chunk)
             self.next_chunk = None

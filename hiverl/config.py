@@ -60,13 +60,13 @@ class AgentSettings(_Section):
         default=1_000, ge=0, description="Transitions in the memory before this worker starts learning."
     )
     train_interval: int = Field(
-        default=1,
+        default=128,
         ge=1,
         description="Vector-env steps between learning phases (each env in the vector counts).",
     )
-    updates_per_train: int = Field(default=1, ge=1, le=64, description="Learning steps per learning phase.")
+    updates_per_train: int = Field(default=64, ge=1, le=256, description="Learning steps per learning phase.")
     target_update_interval: int = Field(
-        default=250, ge=1, description="Learning steps between hard target-network copies (when tau == 1)."
+        default=64, ge=1, description="Learning steps between hard target-network copies (when tau == 1)."
     )
     tau: float = Field(
         default=1.0, gt=0.0, le=1.0, description="1 = hard copy every interval; <1 = Polyak each step."
@@ -74,7 +74,7 @@ class AgentSettings(_Section):
     max_grad_norm: float = Field(default=10.0, gt=0.0, description="Global gradient-norm clip.")
     huber_delta: float = Field(default=1.0, gt=0.0, description="Huber loss threshold.")
     hidden_sizes: tuple[int, ...] = Field(
-        default=(128, 128), description="MLP layer widths (vector observations)."
+        default=(256, 256), description="MLP layer widths (vector observations)."
     )
     dueling: bool = Field(default=True, description="Dueling value/advantage head.")
     double: bool = Field(default=True, description="Double DQN target (online argmax, target value).")
@@ -110,9 +110,9 @@ class ExplorationSettings(_Section):
     start: float = Field(
         default=1.0, ge=0.0, le=1.0, description="Initial ε (linear) or the value (constant)."
     )
-    end: float = Field(default=0.01, ge=0.0, le=1.0, description="Final ε of the linear decay.")
+    end: float = Field(default=0.02, ge=0.0, le=1.0, description="Final ε of the linear decay.")
     decay_steps: int = Field(
-        default=10_000, ge=1, description="Worker env steps over which ε decays linearly."
+        default=8_000, ge=1, description="Worker env steps over which ε decays linearly."
     )
     ladder_epsilon: float = Field(default=0.4, gt=0.0, lt=1.0, description="Base ε of the Ape-X ladder.")
     ladder_alpha: float = Field(default=7.0, ge=0.0, description="Exponent spread of the Ape-X ladder.")
@@ -131,7 +131,7 @@ class ExplorationSettings(_Section):
 class MemorySettings(_Section):
     """The shared replay memory every worker writes to and samples from."""
 
-    capacity: int = Field(default=100_000, ge=1, description="Transitions kept (FIFO).")
+    capacity: int = Field(default=500_000, ge=1, description="Transitions kept (FIFO).")
     alpha: float = Field(default=0.6, ge=0.0, le=1.0, description="Priority exponent (0 = uniform).")
     shards: int = Field(default=1, ge=1, description="Redis hash-tag shards.")
     shared: bool = Field(

@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
 from hiverl.telemetry.admin import ensure_topics
@@ -86,7 +86,26 @@ def default_spool_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class KafkaSink:
+class ClosingSink:
+    """Base of the Kafka sinks: closes at the end of a ``with`` block and at interpreter exit."""
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        raise NotImplementedError
+
+    def _close_at_exit(self) -> None:
+        try:
+            self.close(timeout_s=5.0)
+        except Exception:  # at exit nothing is left to report to
+            log.debug("closing the telemetry sink at exit failed", exc_info=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class KafkaSink(ClosingSink):
     """Asynchronous, batched, compressed Kafka producer with a bounded disk spool for outages."""
 
     def __init__(
@@ -204,18 +223,6 @@ class KafkaSink:
                 dropped_total=self._queue_dropped + self._spool.dropped_total,
                 online=not self._offline and self._producer is not None,
             )
-
-    def _close_at_exit(self) -> None:
-        try:
-            self.close(timeout_s=5.0)
-        except Exception:  # at exit nothing is left to report to
-            log.debug("closing the telemetry sink at exit failed", exc_info=True)
-
-    def __enter__(self) -> KafkaSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- the background thread -------------------------------------------------------------------
     def _run(self) -> None:

@@ -32,7 +32,7 @@ from typing import IO, Any
 
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
 from hiverl.telemetry.config import TelemetryConfig
-from hiverl.telemetry.kafka_sink import KafkaSink, SinkStats, default_spool_name, serialize_event
+from hiverl.telemetry.kafka_sink import ClosingSink, KafkaSink, SinkStats, default_spool_name, serialize_event
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 _CHILD_COMMAND = "import sys; from hiverl.telemetry.process_sink import main; main(sys.argv[1:])"
 
 
-class ProcessSink:
+class ProcessSink(ClosingSink):
     """An :class:`hiverl.events.EventSink` whose Kafka producer runs in a child process."""
 
     def __init__(
@@ -124,18 +124,6 @@ class ProcessSink:
         except subprocess.TimeoutExpired:
             log.warning("telemetry child process %d did not exit; killing it", self._proc.pid)
             self._proc.kill()
-
-    def _close_at_exit(self) -> None:
-        try:
-            self.close(timeout_s=5.0)
-        except Exception:  # at exit nothing is left to report to
-            log.debug("closing the telemetry sink at exit failed", exc_info=True)
-
-    def __enter__(self) -> ProcessSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- the feeder thread and the pipe ------------------------------------------------------------
     def _feed(self) -> None:

@@ -33,6 +33,7 @@ FAST_AGENT = {
     "lr": 0.002,
     "batch_size": 64,
     "train_interval": 2,
+    "updates_per_train": 1,
     "target_update_interval": 100,
     "learning_starts": 300,
 }
