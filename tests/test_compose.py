@@ -362,7 +362,9 @@ def test_logstash_gets_every_variable_its_pipeline_reads(services: dict[str, dic
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert re.fullmatch(r"http://[^:@]+:[^@]+@elasticsearch:9200", env["ELASTICSEARCH_URL"])
     assert TRAINING_LOG_TOPIC in text and MEMORY_MONITORING_TOPIC in text
-    assert f'index => "{DEFAULT_INDEX_PREFIX}' in text
+    # the index prefix is the variable `hiverl index` reads, with the same default
+    assert f'index => "${{HIVERL_TELEMETRY_INDEX_PREFIX:{DEFAULT_INDEX_PREFIX}}}' in text
+    assert env["HIVERL_TELEMETRY_INDEX_PREFIX"] == DEFAULT_INDEX_PREFIX
 
 
 # -- 4. the game service scales ----------------------------------------------------------------------

@@ -36,9 +36,10 @@ def section(text: str, name: str) -> str:
     return text[start.end() : i - 1]
 
 
-def sprintf(template: str, fields: dict[str, str], timestamp_day: str) -> str:
-    """Logstash's ``%{[a][b]}`` and ``%{+YYYY.MM.dd}`` substitution."""
-    out = template.replace("%{+YYYY.MM.dd}", timestamp_day)
+def sprintf(template: str, fields: dict[str, str], timestamp_day: str, env: dict[str, str]) -> str:
+    """Logstash's ``${VAR:default}`` (environment), ``%{[a][b]}`` and ``%{+YYYY.MM.dd}`` substitution."""
+    out = re.sub(r"\$\{(\w+):([^}]*)\}", lambda m: env.get(m.group(1), m.group(2)), template)
+    out = out.replace("%{+YYYY.MM.dd}", timestamp_day)
     return re.sub(r"%\{([^}]+)\}", lambda m: fields[m.group(1)], out)
 
 
@@ -65,8 +66,11 @@ def test_index_names_and_document_ids_match_the_code() -> None:
             "[@metadata][kafka][partition]": "2",
             "[@metadata][kafka][offset]": "17",
         }
-        assert sprintf(index, fields, day) == daily_index(DEFAULT_INDEX_PREFIX, topic, event_time)
-        assert sprintf(doc_id, fields, day) == document_id(topic, 2, 17)
+        assert sprintf(index, fields, day, {}) == daily_index(DEFAULT_INDEX_PREFIX, topic, event_time)
+        # a stack with its own prefix: the variable `hiverl index` reads (TelemetryConfig's env prefix)
+        lab = {"HIVERL_TELEMETRY_INDEX_PREFIX": "lab-"}
+        assert sprintf(index, fields, day, lab) == daily_index("lab-", topic, event_time)
+        assert sprintf(doc_id, fields, day, {}) == document_id(topic, 2, 17)
     # the family is the topic for events, dead_letter for unparsable messages
     filters = section(text, "filter")
     assert '"[@metadata][family]" => "%{[@metadata][kafka][topic]}"' in filters
