@@ -6,7 +6,7 @@ time its main thread waited for the memory (inserts, samples and priority update
 background thread, so only waiting counts; target <= 15 %). It also times the memory calls one by
 one (round trips, no overlap) for reference. Last line: one JSON object.
 
-Usage: ``python bench/worker_throughput.py [--workers 1] [--steps 5000]``
+Usage: ``python bench/worker_throughput.py [--workers 1] [--steps 5000] [--set agent.sample_chunk=16]``
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from game.trainer import Trainer, ensure_redis
-from hiverl.config import load_config
+from hiverl.config import deep_update, load_config, parse_assignments
 
 
 def memory_round_trips(redis_url: str, prefix: str, batch_size: int, repeats: int = 200) -> dict[str, float]:
@@ -80,24 +80,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000, help="env steps per worker")
     parser.add_argument("--envs-per-worker", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("var/bench/worker_throughput"))
+    parser.add_argument("--set", action="append", default=[], help="a setting, e.g. agent.sample_chunk=16")
     args = parser.parse_args()
     from rich.console import Console
     from rich.table import Table
 
     redis_url = ensure_redis()
     prefix = f"bench-{secrets.token_hex(4)}:"
-    config = load_config(
-        overrides={
-            "workers": args.workers,
-            "envs_per_worker": args.envs_per_worker,
-            "total_steps": args.steps,
-            "run_dir": str(args.out / "runs"),
-            "model_dir": str(args.out / "models"),
-            "checkpoint_interval": args.steps,
-            "memory": {"key_prefix": prefix},
-            "agent": {"learning_starts": 64},
-        }
-    )
+    settings: dict[str, Any] = {
+        "workers": args.workers,
+        "envs_per_worker": args.envs_per_worker,
+        "total_steps": args.steps,
+        "run_dir": str(args.out / "runs"),
+        "model_dir": str(args.out / "models"),
+        "checkpoint_interval": args.steps,
+        "memory": {"key_prefix": prefix},
+        "agent": {"learning_starts": 64},
+    }
+    deep_update(settings, parse_assignments(args.set))
+    config = load_config(overrides=settings)
     result = Trainer(config, redis_url=redis_url, live=False).run()
     rows: list[dict[str, Any]] = []
     for view in result.workers:
@@ -121,7 +122,8 @@ def main() -> None:
             client.delete(*keys)
 
     table = Table(
-        title=f"worker throughput · CartPole-v1 · {args.workers} worker(s) · {args.steps:,} steps each"
+        title=f"worker throughput · CartPole-v1 · {args.workers} worker(s) · {args.steps:,} steps each · "
+        f"sample_chunk {config.agent.sample_chunk}"
     )
     for column in ("worker", "env steps/s", "updates/s", "memory wait"):
         table.add_column(column, justify="right")
@@ -137,6 +139,7 @@ def main() -> None:
         print(f"{name}: {value:.2f}")
     summary = {
         "workers": args.workers,
+        "sample_chunk": config.agent.sample_chunk,
         "env_steps_per_s": [row["env_steps_per_s"] for row in rows],
         "updates_per_s": [row["updates_per_s"] for row in rows],
         "memory_time_share": [row["memory_time_share"] for row in rows],

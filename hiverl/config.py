@@ -89,7 +89,7 @@ class AgentSettings(_Section):
         default=32, ge=1, description="Transitions buffered before one insert to the memory."
     )
     sample_chunk: int = Field(
-        default=4, ge=1, le=64, description="Batches fetched per sampling round trip to the memory."
+        default=16, ge=1, le=64, description="Batches fetched per sampling round trip to the memory."
     )
 
     @field_validator("hidden_sizes")
