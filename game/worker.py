@@ -11,7 +11,7 @@ The loop, per vector step (``envs_per_worker`` env steps):
 5. every ``train_interval`` env steps, once the memory holds ``learning_starts`` transitions:
    ``updates_per_train`` times sample a prioritized batch, take one Double-DQN step with the
    importance weights, write the new priorities back;
-6. periodically a ``train_stats`` event and a checkpoint.
+6. periodically a ``train_stats`` event and a checkpoint (and a last ``train_stats`` at the end).
 
 On stop (the hive's stop event, SIGTERM) the worker inserts what it buffered, checkpoints and
 reports ``done``. A worker that finds its own checkpoint resumes from it (counters, networks,
@@ -377,6 +377,26 @@ class Worker:
         next_checkpoint = (self.env_steps // config.checkpoint_interval + 1) * config.checkpoint_interval
         vector_steps = 0
 
+        def emit_stats(now: float, epsilon: float) -> None:
+            """A ``train_stats`` event for the time since the last one (rates over that interval)."""
+            nonlocal last_stats, steps_at_stats, updates_at_stats, memory_at_stats
+            elapsed = max(now - last_stats, 1e-9)
+            self._event(
+                "train_stats",
+                env_steps=self.env_steps,
+                updates=self.agent.updates,
+                episodes=self.episodes,
+                env_steps_per_s=(self.env_steps - steps_at_stats) / elapsed,
+                updates_per_s=(self.agent.updates - updates_at_stats) / elapsed,
+                memory_time_share=(self.memory.blocked_s - memory_at_stats) / elapsed,
+                loss=last_loss,
+                epsilon=epsilon,
+                last_return=last_return,
+                mean_return_100=self.mean_return(),
+            )
+            last_stats, steps_at_stats = now, self.env_steps
+            updates_at_stats, memory_at_stats = self.agent.updates, self.memory.blocked_s
+
         while self.env_steps < config.total_steps and not should_stop():
             # Step 1: act.
             epsilon = self.epsilon()
@@ -443,30 +463,17 @@ class Worker:
             # Step 6: statistics and checkpoints.
             now = time.monotonic()
             if now - last_stats >= config.stats_interval_s:
-                elapsed = now - last_stats
-                self._event(
-                    "train_stats",
-                    env_steps=self.env_steps,
-                    updates=self.agent.updates,
-                    episodes=self.episodes,
-                    env_steps_per_s=(self.env_steps - steps_at_stats) / elapsed,
-                    updates_per_s=(self.agent.updates - updates_at_stats) / elapsed,
-                    memory_time_share=(self.memory.blocked_s - memory_at_stats) / elapsed,
-                    loss=last_loss,
-                    epsilon=epsilon,
-                    last_return=last_return,
-                    mean_return_100=self.mean_return(),
-                )
-                last_stats, steps_at_stats = now, self.env_steps
-                updates_at_stats, memory_at_stats = self.agent.updates, self.memory.blocked_s
+                emit_stats(now, epsilon)
             if self.env_steps >= next_checkpoint:
                 self.checkpoint()
                 next_checkpoint += config.checkpoint_interval
 
-        # Shutdown: keep what was collected, checkpoint, report.
+        # Shutdown: keep what was collected, report the last interval's statistics, checkpoint.
         if pending:
             self._insert(pending)
         self.memory.drain()
+        if self.env_steps > steps_at_stats:
+            emit_stats(time.monotonic(), self.epsilon())
         self.checkpoint()
         wall = time.monotonic() - started
         self._message(

@@ -36,6 +36,7 @@ FAST_AGENT = {
     "updates_per_train": 1,
     "target_update_interval": 100,
     "learning_starts": 300,
+    "sample_chunk": 4,  # learning waits for batch_size * sample_chunk transitions: start early
 }
 
 
