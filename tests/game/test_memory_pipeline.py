@@ -6,30 +6,11 @@ import numpy as np
 import pytest
 
 from game.worker import MemoryPipeline
-from replay_memory import MemoryConfig, ObservationSpec, ReplayMemory, TransitionBatch
+from replay_memory import MemoryConfig, ObservationSpec, ReplayMemory
+from tests.replay_memory.conftest import cartpole_batch
 
 CHUNK = 4
 BATCH = 8
-
-
-def cartpole_batch(n: int) -> TransitionBatch:
-    rng = np.random.default_rng(0)
-    obs = rng.normal(size=(n, 4)).astype(np.float32)
-    ids = np.arange(n)
-    return TransitionBatch(
-        obs=obs,
-        actions=ids % 2,
-        rewards=np.ones(n, np.float32),
-        next_obs=obs + 0.1,
-        discounts=np.full(n, 0.99, np.float32),
-        terminated=np.zeros(n, bool),
-        truncated=np.zeros(n, bool),
-        n_steps=np.ones(n, np.int32),
-        episode_ids=np.zeros(n, np.int64),
-        step_indices=ids,
-        worker_id="pipeline-test",
-        priorities=np.ones(n, np.float32),
-    )
 
 
 @pytest.fixture
@@ -48,7 +29,7 @@ def pipeline(redis_url: str, redis_prefix: str) -> MemoryPipeline:
 
 
 def test_priorities_are_written_a_chunk_of_learning_steps_at_a_time(pipeline: MemoryPipeline) -> None:
-    pipeline.insert(cartpole_batch(200))
+    pipeline.insert(cartpole_batch(np.arange(200), priorities=np.ones(200)))
     assert pipeline.size() == 200
     mass_before = pipeline.memory.stats().priority_sum
     assert mass_before == pytest.approx(200.0)
@@ -68,7 +49,7 @@ def test_priorities_are_written_a_chunk_of_learning_steps_at_a_time(pipeline: Me
 
 
 def test_drain_writes_buffered_priorities(pipeline: MemoryPipeline) -> None:
-    pipeline.insert(cartpole_batch(100))
+    pipeline.insert(cartpole_batch(np.arange(100), priorities=np.ones(100)))
     sample = pipeline.sample(beta=0.4)
     pipeline.update_priorities(sample.indices, sample.generations, np.full(BATCH, 3.0))
     pipeline.drain()  # before a checkpoint or exit nothing may stay buffered
