@@ -3,14 +3,15 @@
 The loop, per vector step (``envs_per_worker`` env steps):
 
 1. act ε-greedily with the worker's own ε (linear decay or its rung of the Ape-X ladder);
+   ``pace`` says what the decay counts: own env steps, or every transition the hive writes;
 2. step the envs; with SAME_STEP autoreset the successor of a finished episode is
    ``infos["final_obs"]``, never the next episode's reset observation;
 3. fold the step into the n-step windows; finished episodes become ``episode`` events;
 4. every ``insert_batch`` transitions: initial priorities from the worker's own |TD| (Ape-X), one
    insert into the shared memory;
-5. every ``train_interval`` env steps, once the memory holds ``learning_starts`` transitions:
-   ``updates_per_train`` times sample a prioritized batch, take one Double-DQN step with the
-   importance weights, write the new priorities back;
+5. every ``train_interval`` steps of the pace clock, once the memory holds ``learning_starts``
+   transitions: ``updates_per_train`` times sample a prioritized batch, take one Double-DQN step
+   with the importance weights, write the new priorities back;
 6. periodically a ``train_stats`` event and a checkpoint (and a last ``train_stats`` at the end).
 
 On stop (the hive's stop event, SIGTERM) the worker inserts what it buffered, checkpoints and
@@ -136,6 +137,11 @@ class MemoryPipeline:
         self.priority_buffer.clear()
         update = self.executor.submit(self.memory.update_priorities, indices, generations, priorities)
         self.pending.append(update)
+
+    @property
+    def writes_seen(self) -> int:
+        """Transitions written to the memory by the whole hive, as of this worker's last round trip."""
+        return int(self.memory.writes_seen)
 
     def size(self) -> int:
         return int(self._wait(self.executor.submit(len, self.memory)))
@@ -274,6 +280,7 @@ class Worker:
         self.memory = MemoryPipeline(
             memory, self.settings.batch_size, self.settings.sample_chunk, self.seed + 1
         )
+        self._writes_seen = 0  # the memory's write count at the last look (pace = memory)
         self.resumed_from: int | None = None
         self.warm_started = False
         self._restore()
@@ -348,7 +355,21 @@ class Worker:
         )
 
     def epsilon(self) -> float:
-        return self.config.exploration.epsilon(self.index, self.hive.workers, self.env_steps)
+        clock = self.env_steps if self.config.pace == "worker" else self.memory.writes_seen
+        return self.config.exploration.epsilon(self.index, self.hive.workers, clock)
+
+    def _pace_advance(self, own_steps: int) -> int:
+        """How far the pace clock moved: the worker's own new env steps, or the memory's new writes.
+
+        On the memory clock the first reply only sets the reference: a worker that joins (or resumes)
+        a hive owes no learning for what was written before it came.
+        """
+        if self.config.pace == "worker":
+            return own_steps
+        seen = self.memory.writes_seen
+        advance = own_steps if self._writes_seen == 0 else max(seen - self._writes_seen, 0)
+        self._writes_seen = seen
+        return advance
 
     def mean_return(self) -> float | None:
         return float(np.mean(self.returns)) if self.returns else None
@@ -376,6 +397,7 @@ class Worker:
         steps_at_stats, updates_at_stats, memory_at_stats = self.env_steps, self.agent.updates, 0.0
         next_checkpoint = (self.env_steps // config.checkpoint_interval + 1) * config.checkpoint_interval
         vector_steps = 0
+        pace_clock = 0  # steps on the pace clock since this run began (decides the learning phases)
 
         def emit_stats(now: float, epsilon: float) -> None:
             """A ``train_stats`` event for the time since the last one (rates over that interval)."""
@@ -389,6 +411,7 @@ class Worker:
                 env_steps_per_s=(self.env_steps - steps_at_stats) / elapsed,
                 updates_per_s=(self.agent.updates - updates_at_stats) / elapsed,
                 memory_time_share=(self.memory.blocked_s - memory_at_stats) / elapsed,
+                memory_writes=self.memory.writes_seen,
                 loss=last_loss,
                 epsilon=epsilon,
                 last_return=last_return,
@@ -404,7 +427,6 @@ class Worker:
 
             # Step 2: step the envs (SAME_STEP autoreset: successors of ended episodes in final_obs).
             next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
-            prev_steps = self.env_steps
             self.env_steps += num_envs
             vector_steps += 1
 
@@ -449,8 +471,9 @@ class Worker:
                 self._insert(pending)
                 pending = []
 
-            # Step 5: learn from the hive's memory.
-            phases = self.env_steps // settings.train_interval - prev_steps // settings.train_interval
+            # Step 5: learn from the hive's memory, a phase per train_interval steps of the pace clock.
+            previous_clock, pace_clock = pace_clock, pace_clock + self._pace_advance(num_envs)
+            phases = pace_clock // settings.train_interval - previous_clock // settings.train_interval
             if not learning and vector_steps % 16 == 1:
                 learning = self.memory.size() >= min_size
             if learning:

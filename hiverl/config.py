@@ -62,7 +62,7 @@ class AgentSettings(_Section):
     train_interval: int = Field(
         default=128,
         ge=1,
-        description="Vector-env steps between learning phases (each env in the vector counts).",
+        description="Steps between learning phases, on the session's `pace` clock (each env counts).",
     )
     updates_per_train: int = Field(default=64, ge=1, le=256, description="Learning steps per learning phase.")
     target_update_interval: int = Field(
@@ -112,13 +112,13 @@ class ExplorationSettings(_Section):
     )
     end: float = Field(default=0.02, ge=0.0, le=1.0, description="Final ε of the linear decay.")
     decay_steps: int = Field(
-        default=8_000, ge=1, description="Worker env steps over which ε decays linearly."
+        default=8_000, ge=1, description="Steps over which ε decays linearly, on the session's `pace` clock."
     )
     ladder_epsilon: float = Field(default=0.4, gt=0.0, lt=1.0, description="Base ε of the Ape-X ladder.")
     ladder_alpha: float = Field(default=7.0, ge=0.0, description="Exponent spread of the Ape-X ladder.")
 
     def epsilon(self, index: int, workers: int, env_steps: int) -> float:
-        """ε of worker ``index`` of ``workers`` after ``env_steps`` of its own env steps."""
+        """ε of worker ``index`` of ``workers`` after ``env_steps`` steps of its pace clock."""
         if self.schedule == "constant":
             return self.start
         if self.schedule == "ladder":
@@ -163,6 +163,15 @@ class SessionConfig(BaseSettings):
     seed: int = Field(default=0, ge=0, description="Base seed; worker i uses seed + 1000*i.")
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N.")
     torch_threads: int = Field(default=1, ge=1, description="Torch intra-op threads per worker.")
+    pace: Literal["worker", "memory"] = Field(
+        default="worker",
+        description=(
+            "Clock of learning (agent.train_interval) and of ε decay: `worker` counts the worker's own"
+            " env steps; `memory` counts every transition written to the memory it learns from, so each"
+            " worker of a hive of N learns N times as much per own step, as one learner fed by N actors"
+            " would (the same as `worker` for a private memory)."
+        ),
+    )
     random_action_rate: float = Field(
         default=0.0,
         ge=0.0,

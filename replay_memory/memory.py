@@ -102,6 +102,7 @@ class ReplayMemory:
         ]
         self._rng = np.random.default_rng()
         self._next_shard = int(self._rng.integers(config.shards))
+        self._cursors = [0] * config.shards  # each shard's write sequence in its last reply to us
 
     # ---------------------------------------------------------------- lifecycle
     @classmethod
@@ -152,6 +153,21 @@ class ReplayMemory:
         """Transitions stored (all shards)."""
         return sum(int(s.client.hlen(s.keys[1])) for s in self.shards)
 
+    @property
+    def writes_seen(self) -> int:
+        """Transitions ever written to this memory by every client, as of this instance's last call.
+
+        Read for free from the replies of :meth:`insert` and :meth:`sample` (each shard's write
+        sequence as it last answered; 0 before the first call). It is the hive's clock: a worker
+        that paces its learning by it learns from each transition the hive collects, whoever
+        collected it.
+        """
+        return sum(self._cursors)
+
+    def _seen(self, shard: int, cursor: int) -> None:
+        # Replies on different threads' connections can arrive out of order: the clock never goes back.
+        self._cursors[shard] = max(self._cursors[shard], cursor)
+
     # ---------------------------------------------------------------- writing
     def insert(self, batch: TransitionBatch) -> int:
         """Validates, encodes and stores B transitions (FIFO: the oldest are evicted); returns B."""
@@ -191,7 +207,8 @@ class ReplayMemory:
             self._next_shard = (self._next_shard + 1) % len(self.shards)
             chunk = payloads[lo : lo + step]
             prio = b"" if priorities is None else _pack(priorities[lo : lo + step])
-            shard.call("insert", [len(chunk), prio, *chunk])
+            first, _evicted = shard.call("insert", [len(chunk), prio, *chunk])
+            self._seen(shard.index, int(first) + len(chunk))
         return len(payloads)
 
     # ---------------------------------------------------------------- sampling
@@ -263,6 +280,7 @@ class ReplayMemory:
             except redis.ResponseError as e:
                 raise _translate(e, n) from e
             cursor, _size, mass_pair, slots_b, masses_b, payloads = reply
+            self._seen(shard.index, int(cursor))
             total, shard_min = struct.unpack("<dd", mass_pair)
             slots = np.frombuffer(slots_b, "<f8").astype(np.int64)
             masses = np.frombuffer(masses_b, "<f8")

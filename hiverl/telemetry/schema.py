@@ -100,6 +100,13 @@ FIELDS: Final[tuple[Field, ...]] = (
         "share of wall time spent in replay memory calls",
         ("train_stats",),
     ),
+    Field(
+        "memory_writes",
+        "long",
+        "transitions",
+        "transitions the whole hive wrote to the worker's memory, as the worker last saw (its pace clock)",
+        ("train_stats",),
+    ),
     # -- memory_monitoring: memory_stats (one event per shard per poll, plus a total) -------------
     Field("memory_name", "keyword", "-", "replay memory name", _MEMORY),
     Field("shard", "integer", "-", "shard index, -1 for the whole memory", _MEMORY),

@@ -118,6 +118,53 @@ def test_short_hive_run_improves_clearly(tmp_path: Path, redis_url: str, redis_p
     assert session["seeds"] == [1, 1001] and "torch" in session["versions"]
 
 
+def test_memory_pace_learns_and_anneals_with_the_hives_steps(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """pace=memory: a worker learns a phase per train_interval transitions the whole hive writes and
+    its ε decays with them; pace=worker counts the worker's own env steps only."""
+    steps, decay = 2000, 4000  # ε decays over what the two workers write together
+    for pace in ("worker", "memory"):
+        config = hive_config(
+            tmp_path / pace,
+            f"{redis_prefix}{pace}:",
+            total_steps=steps,
+            pace=pace,
+            checkpoint_interval=10_000,
+            exploration={"decay_steps": decay},
+        )
+        result = Trainer(config, redis_url=redis_url, live=False).run()
+        assert result.status == "completed"
+        events = read_events(result.run_folder)
+        clock = "env_steps" if pace == "worker" else "memory_writes"
+        finals = []
+        for worker in range(2):
+            stats = [e for e in events if e["event_type"] == "train_stats" and e["worker_index"] == worker]
+            learning = [e for e in stats if e["updates"] > 0]
+            assert len(learning) >= 3, stats
+            first, last = learning[0], learning[-1]
+            # One update (updates_per_train) per train_interval = 2 steps of the pace clock.
+            expected = (last[clock] - first[clock]) / 2
+            assert last["updates"] - first["updates"] == pytest.approx(expected, rel=0.1, abs=40)
+
+            # ε = 1 - 0.98 * min(1, clock / decay_steps) on that clock. An event reports the ε of the last
+            # action, taken after the previous event and before this one's clock reading.
+            def schedule(value: float) -> float:
+                return 1 - 0.98 * min(1.0, value / decay)
+
+            for before, e in zip([{clock: 0}, *stats], stats, strict=False):
+                assert schedule(e[clock]) - 1e-6 <= e["epsilon"] <= schedule(before[clock]) + 1e-6, (
+                    before,
+                    e,
+                )
+            finals.append(last)
+        # The worker that finished last saw every transition of the hive: about twice its own steps.
+        # Its ε tells the clocks apart whatever the order the two workers ran in.
+        final = max(finals, key=lambda e: e["memory_writes"])
+        assert final["env_steps"] == steps and final["memory_writes"] >= 1.9 * steps, finals
+        assert final["epsilon"] == pytest.approx(0.51 if pace == "worker" else 0.02, abs=0.05), finals
+
+
 def test_killed_worker_restarts_from_its_checkpoint(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
@@ -283,13 +330,12 @@ def test_single_worker_command_stops_on_sigterm_with_a_checkpoint(
     events = tmp_path / "runs" / "container-hive" / "events-worker-1.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and worker.poll() is None:
-        if (
-            events.exists()
-            and '"updates":' in events.read_text()
-            and '"updates":0' not in events.read_text()[-400:]
-        ):
-            break
         time.sleep(0.5)
+        try:
+            if any(e["event_type"] == "train_stats" and e["updates"] > 0 for e in read_events(events.parent)):
+                break  # it has learned: stop it mid-run
+        except ValueError:
+            pass  # a line the worker is still writing
     worker.send_signal(signal.SIGTERM)  # what `docker stop` sends
     output, _ = worker.communicate(timeout=300)
     assert worker.returncode == 0, output

@@ -68,6 +68,7 @@ def test_yaml_file(tmp_path: Path) -> None:
         ({"seed": -1}, "seed", "greater than or equal to 0"),
         ({"device": "tpu"}, "device", "auto, cpu, cuda, cuda:N"),
         ({"random_action_rate": 1.5}, "random_action_rate", "less than or equal to 1"),
+        ({"pace": "hive"}, "pace", "'worker' or 'memory'"),
         ({"session_id": "a b"}, "session_id", "should match pattern"),
         ({"agent": {"lr": 0}}, "agent.lr", "greater than 0"),
         ({"agent": {"gamma": 1.5}}, "agent.gamma", "less than or equal to 1"),

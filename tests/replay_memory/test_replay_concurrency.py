@@ -58,6 +58,11 @@ def test_concurrent_writers_and_samplers(make_memory: MakeMemory, redis_url: str
         total - CAPACITY,
         sampled,
     )
+    # a client that only samples learns how much the hive wrote (the workers' pace clock)
+    with ReplayMemory.open(redis_url, memory.config) as reader:
+        assert reader.writes_seen == 0
+        reader.sample(16, 0.5)
+        assert reader.writes_seen == total
     # nothing duplicated or torn; every slot holds one whole write
     entries = stored_entries(memory)
     ids = [ident for ident, _ in entries.values()]
@@ -75,3 +80,18 @@ def test_concurrent_writers_and_samplers(make_memory: MakeMemory, redis_url: str
         assert kept == list(range(PER_WRITER - len(kept), PER_WRITER))
         gens = [generation[w * 10_000 + k] for k in kept]
         assert gens == sorted(gens)
+
+
+def test_writes_seen_counts_other_clients_writes_on_every_shard(
+    make_memory: MakeMemory, redis_url: str
+) -> None:
+    first = make_memory(capacity=CAPACITY, shards=2)
+    with ReplayMemory.open(redis_url, first.config) as second:
+        first.insert(cartpole_batch(np.arange(0, 10)))
+        first.insert(cartpole_batch(np.arange(10, 20)))  # round robin: one insert per shard
+        assert first.writes_seen == 20
+        second.insert(cartpole_batch(np.arange(20, 25)))
+        assert second.writes_seen == 15  # one shard seen: the first's 10 there and its own 5
+        second.insert(cartpole_batch(np.arange(25, 30)))
+        assert second.writes_seen == 30  # both shards seen, every client's writes counted
+        assert first.writes_seen == 20  # nothing new until the first's next round trip
