@@ -6,10 +6,10 @@ For each seed, with the same per-worker budget of env steps:
 (b) ``private``: 4 workers, each with its own memory (same processes, no sharing),
 (c) ``solo``: 1 worker.
 
-Every mode runs with ``pace=memory`` (override with ``--set pace=worker``): a worker learns a phase
-per ``train_interval`` transitions written to the memory it samples from, and ε decays with them, so
-a hive worker learns as one learner fed by 4 actors would, while private and solo workers, whose
-memories hold only their own steps, learn exactly as with ``pace=worker``.
+Every mode runs with the session defaults, ``pace=worker`` included; ``--set pace=memory`` makes a
+hive worker learn (and anneal ε) on every transition the hive writes, as one learner fed by 4
+actors would, while private and solo workers, whose memories hold only their own steps, run exactly
+as with ``pace=worker`` (docs/training.md has both measurements).
 
 Per worker it reports the env steps until the mean return over its last 100 episodes reaches 475
 (None if never), the final mean return (last 100 episodes), and the wall clock; it writes a PNG of
@@ -80,10 +80,6 @@ def run_mode(
         "checkpoint_interval": budget,
         "stats_interval_s": 5.0,
         "memory": {"shared": shared, "key_prefix": prefix},
-        # Learning and ε decay keep pace with what enters the memory: a hive worker learns from all
-        # the hive collects; private and solo workers, whose memory holds only their own steps, run
-        # exactly as with pace=worker.
-        "pace": "memory",
     }
     deep_update(settings, extra)
     config = load_config(overrides=settings)
@@ -140,10 +136,6 @@ def plot(runs: list[dict[str, Any]], path: Path, budget: int) -> None:
             ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-
-
-def config_pace(extra: dict[str, Any]) -> str:
-    return str(extra.get("pace", "memory"))
 
 
 def mean_censored(values: list[int | None], budget: int) -> float:
@@ -214,7 +206,7 @@ def main() -> None:
         "private_final_mean": collect("private", "final_mean"),
         "solo_final_mean": collect("solo", "final_mean"),
         "updates_per_worker": {mode: collect(mode, "updates") for mode in args.modes.split(",")},
-        "pace": config_pace(extra),
+        "pace": load_config(overrides=extra).pace,
         "budget_per_worker": args.budget,
         "seeds": args.seeds,
         "wall_clock_s": {
