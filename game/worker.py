@@ -141,7 +141,7 @@ class MemoryPipeline:
     @property
     def writes_seen(self) -> int:
         """Transitions written to the memory by the whole hive, as of this worker's last round trip."""
-        return int(self.memory.writes_seen)
+        return self.memory.writes_seen
 
     def size(self) -> int:
         return int(self._wait(self.executor.submit(len, self.memory)))
@@ -280,7 +280,7 @@ class Worker:
         self.memory = MemoryPipeline(
             memory, self.settings.batch_size, self.settings.sample_chunk, self.seed + 1
         )
-        self._writes_seen = 0  # the memory's write count at the last look (pace = memory)
+        self._pace_reference = 0  # the memory's write count at the last look (pace = memory)
         self.resumed_from: int | None = None
         self.warm_started = False
         self._restore()
@@ -367,8 +367,8 @@ class Worker:
         if self.config.pace == "worker":
             return own_steps
         seen = self.memory.writes_seen
-        advance = own_steps if self._writes_seen == 0 else max(seen - self._writes_seen, 0)
-        self._writes_seen = seen
+        advance = own_steps if self._pace_reference == 0 else max(seen - self._pace_reference, 0)
+        self._pace_reference = seen
         return advance
 
     def mean_return(self) -> float | None:
@@ -397,7 +397,9 @@ class Worker:
         steps_at_stats, updates_at_stats, memory_at_stats = self.env_steps, self.agent.updates, 0.0
         next_checkpoint = (self.env_steps // config.checkpoint_interval + 1) * config.checkpoint_interval
         vector_steps = 0
-        pace_clock = 0  # steps on the pace clock since this run began (decides the learning phases)
+        # The pace clock decides the learning phases; on pace=worker it is the worker's env steps, so a
+        # resumed worker keeps the phase boundaries it had.
+        pace_clock = self.env_steps
 
         def emit_stats(now: float, epsilon: float) -> None:
             """A ``train_stats`` event for the time since the last one (rates over that interval)."""
