@@ -1,8 +1,8 @@
-"""The model store: per-worker checkpoints of a session, written atomically.
+"""The model store: the learner's checkpoints of a session, written atomically.
 
-Layout: ``<model_dir>/<session_id>/worker-<i>.pt`` (each worker's own checkpoint: networks,
-optimizer, counters, RNG states) and ``latest.pt`` (a copy of the most recent checkpoint any worker
-wrote; a worker joining the session without its own checkpoint warm-starts from it).
+Layout: ``<model_dir>/<session_id>/learner.pt`` (networks, optimizer, counters, RNG states: what
+``--resume`` and a restarted learner restore) and ``latest.pt`` (the same content, the name
+``hiverl evaluate`` and users look for).
 
 Every file is written to a temporary name in the same folder, fsynced, then renamed over the old
 one with :func:`os.replace`, and the folder is fsynced: after a crash (even ``kill -9``) a reader
@@ -56,27 +56,24 @@ class ModelStore:
     def __init__(self, root: str | Path, session_id: str) -> None:
         self.folder = Path(root) / session_id
 
-    def worker_path(self, index: int) -> Path:
-        return self.folder / f"worker-{index}.pt"
+    @property
+    def learner_path(self) -> Path:
+        return self.folder / "learner.pt"
 
     @property
     def latest_path(self) -> Path:
         return self.folder / "latest.pt"
 
-    def save(self, index: int, state: dict[str, Any]) -> Path:
-        """Atomically store worker ``index``'s checkpoint and make it the session's latest."""
+    def save(self, state: dict[str, Any]) -> Path:
+        """Atomically store the learner's checkpoint and make it the session's latest."""
         buffer = io.BytesIO()
-        torch.save({"format": CHECKPOINT_FORMAT, "worker_index": index, **state}, buffer)
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
         data = buffer.getvalue()
-        path = self.worker_path(index)
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(self.learner_path, data)
         atomic_write_bytes(self.latest_path, data)
-        return path
+        return self.learner_path
 
-    def load_worker(self, index: int, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
-        path = self.worker_path(index)
-        return load_checkpoint(path, map_location) if path.exists() else None
-
-    def load_latest(self, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
-        path = self.latest_path
+    def load(self, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
+        """The learner's checkpoint, or None when the session has none yet."""
+        path = self.learner_path
         return load_checkpoint(path, map_location) if path.exists() else None

@@ -10,8 +10,8 @@ import typer
 
 def _cli_overrides(
     env: str | None,
-    workers: int | None,
-    envs_per_worker: int | None,
+    actors: int | None,
+    envs_per_actor: int | None,
     steps: int | None,
     seed: int | None,
     device: str | None,
@@ -23,14 +23,15 @@ def _cli_overrides(
     overrides: dict[str, Any] = parse_assignments(assignments or [])
     flags = {
         "env_id": env,
-        "workers": workers,
-        "envs_per_worker": envs_per_worker,
+        "actors": actors,
         "total_steps": steps,
         "seed": seed,
         "device": device,
         "session_id": session,
     }
     deep_update(overrides, {k: v for k, v in flags.items() if v is not None})
+    if envs_per_actor is not None:
+        deep_update(overrides, {"actor": {"envs": envs_per_actor}})
     return overrides
 
 
@@ -38,9 +39,14 @@ def train(
     env: Annotated[
         str | None, typer.Option("--env", help="gymnasium id, e.g. CartPole-v1, ALE/Pong-v5.")
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes sharing the memory.")] = None,
-    envs_per_worker: Annotated[int | None, typer.Option(help="Vectorized envs per worker.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Env steps per worker (total_steps).")] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(help="Actor processes feeding the one learner (0: one process acts and learns)."),
+    ] = None,
+    envs_per_actor: Annotated[
+        int | None, typer.Option(help="Vectorized envs per actor (actor.envs).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Env steps of the whole hive (total_steps).")] = None,
     seed: Annotated[int | None, typer.Option(help="Base seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML or YAML settings file.")] = None,
@@ -50,7 +56,7 @@ def train(
     ] = None,
     assignments: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Any setting, e.g. --set agent.lr=0.001 --set worker_overrides.0.seed=5."),
+        typer.Option("--set", help="Any setting, e.g. --set agent.lr=0.001 --set actor_overrides.0.seed=5."),
     ] = None,
     live: Annotated[bool, typer.Option(help="Live per-worker table.")] = True,
     telemetry: Annotated[
@@ -61,7 +67,7 @@ def train(
     ] = True,
     print_config: Annotated[bool, typer.Option(help="Print the resolved settings and exit.")] = False,
 ) -> None:
-    """Train a hive: N worker processes sharing one prioritized replay memory on Redis.
+    """Train a hive: one learner and N actors sharing one prioritized replay memory on Redis.
 
     Settings resolve as defaults < --config file < CONFIG_* env vars < flags (see docs/training.md).
     """
@@ -74,7 +80,7 @@ def train(
 
     console = Console()
     try:
-        overrides = _cli_overrides(env, workers, envs_per_worker, steps, seed, device, session, assignments)
+        overrides = _cli_overrides(env, actors, envs_per_actor, steps, seed, device, session, assignments)
         if resume is not None:
             stored = Trainer.load_session(
                 load_config(config, {k: v for k, v in overrides.items() if k == "run_dir"}).run_dir, resume
@@ -106,6 +112,8 @@ def train(
     )
     result = trainer.run()
     console.print(trainer.table(title=f"summary · {result.status} · {result.wall_s:.0f} s"))
+    if result.solved_s is not None:
+        console.print(f"solved {result.solved_s:.1f} s after the first env step")
     console.print(f"resume with: hiverl train --resume {result.session_id}")
     if result.status == "failed":
         raise typer.Exit(1)
@@ -157,25 +165,14 @@ def evaluate(
         console.print(f"video: {video}")
 
 
-def worker(
-    index: Annotated[
-        int, typer.Option(envvar="HIVERL_WORKER_INDEX", min=0, help="This worker's index in the hive.")
-    ],
-    config: Annotated[Path | None, typer.Option("--config", help="TOML or YAML settings file.")] = None,
-    assignments: Annotated[list[str] | None, typer.Option("--set", help="Any setting, KEY=VALUE.")] = None,
-) -> None:
-    """Run ONE worker of a hive in this process (one container per worker; see compose.yaml).
-
-    Settings come from CONFIG_* env vars like ``hiverl train`` (CONFIG_SESSION_ID is required: every
-    worker of one hive uses the same id). The memory is at REDIS_URL. SIGTERM or Ctrl-C saves a
-    checkpoint and exits; a restarted worker resumes from it.
-    """
+def _run_alone(role: str, index: int, config: Path | None, assignments: list[str] | None) -> None:
+    """Run one role of a hive in this process (one container per role; see compose.yaml)."""
     import signal
     import threading
 
     from rich.console import Console
 
-    from game.worker import Worker, WorkerContext
+    from game.roles import RoleContext, run_in_process
     from hiverl.config import ConfigError, load_config, parse_assignments
     from hiverl.endpoints import Endpoints
     from hiverl.events import FanoutSink, JsonlSink
@@ -184,31 +181,63 @@ def worker(
     try:
         resolved = load_config(config, parse_assignments(assignments or []))
         if resolved.session_id is None:
-            raise ConfigError("session_id: required for a single worker (set CONFIG_SESSION_ID)")
-        resolved.for_worker(index)  # index within 0..workers-1
+            raise ConfigError(f"session_id: required for a single {role} (set CONFIG_SESSION_ID)")
+        if role == "actor":
+            resolved.for_actor(index)  # index within the hive's actors
     except ConfigError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    name = f"{role}-{index}" if role == "actor" else role
     sink = FanoutSink(
-        JsonlSink(resolved.run_dir / resolved.session_id / f"events-worker-{index}.jsonl"),
-        _kafka_sink(resolved, f"{resolved.session_id}-worker-{index}"),
+        JsonlSink(resolved.run_dir / resolved.session_id / f"events-{name}.jsonl"),
+        _kafka_sink(resolved, f"{resolved.session_id}-{name}"),
     )
-    context = WorkerContext(index, resolved.session_id, resolved.to_json_dict(), Endpoints().redis_url)
+    context = RoleContext(role, index, resolved.session_id, resolved.to_json_dict(), Endpoints().redis_url)  # type: ignore[arg-type]
 
     def on_status(kind: str, payload: dict[str, Any]) -> None:
-        console.print(f"worker {index} {kind}: {payload}")
+        console.print(f"{name} {kind}: {payload}")
 
     try:
-        Worker(context, sink, on_status).run(stop.is_set)
+        run_in_process(context, sink, on_status, stop.is_set)
     finally:
         sink.close()
+
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML or YAML settings file.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Any setting, KEY=VALUE.")]
+
+
+def learner(config: ConfigOption = None, assignments: SetOption = None) -> None:
+    """Run the LEARNER of a hive in this process (CONFIG_SESSION_ID names the hive; memory at REDIS_URL).
+
+    It resumes from the session's checkpoint when there is one; SIGTERM or Ctrl-C checkpoints and exits.
+    """
+    _run_alone("learner", 0, config, assignments)
+
+
+def actor(
+    index: Annotated[
+        int, typer.Option(envvar="HIVERL_ACTOR_INDEX", min=0, help="This actor's index in the hive.")
+    ],
+    config: ConfigOption = None,
+    assignments: SetOption = None,
+) -> None:
+    """Run ONE ACTOR of a hive in this process: it plays the learner's latest weights (stateless)."""
+    _run_alone("actor", index, config, assignments)
+
+
+def evaluator(config: ConfigOption = None, assignments: SetOption = None) -> None:
+    """Run the EVALUATOR of a hive in this process: greedy rounds with the latest weights -> eval events."""
+    _run_alone("evaluator", 0, config, assignments)
 
 
 def register(app: typer.Typer) -> None:
     """Add this component's top-level commands to the ``hiverl`` app."""
     app.command("train")(train)
     app.command("evaluate")(evaluate)
-    app.command("worker")(worker)
+    app.command("learner")(learner)
+    app.command("actor")(actor)
+    app.command("evaluator")(evaluator)

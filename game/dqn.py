@@ -1,13 +1,14 @@
-"""Double DQN with a dueling head, n-step returns and prioritized replay: the hive's learner.
+"""Double DQN with a dueling head, n-step returns and prioritized replay: the hive's mathematics.
 
 Read top to bottom:
 
 1. networks: an MLP torso for vector observations, the Nature CNN for 84x84 pixel stacks, and a
    (dueling) Q head;
-2. n-step returns: how a worker turns its own env steps into stored transitions;
+2. n-step returns: how an actor turns its env steps into stored transitions;
 3. targets and loss: the Double-DQN bootstrap target and the importance-weighted Huber loss;
-4. the agent: acting ε-greedily, initial (Ape-X) priorities from its own TD errors, one learning
-   step on a prioritized sample, target-network updates, and its checkpointable state.
+   acting ε-greedily and the actors' initial (Ape-X) priorities, as pure functions;
+4. the agent (the learner's): one learning step on a prioritized sample, target-network updates,
+   and its checkpointable state.
 
 All hyperparameters come from :class:`hiverl.config.AgentSettings`.
 """
@@ -103,7 +104,7 @@ class QNetwork(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. n-step returns (computed by the worker before inserting into the memory)
+# 2. n-step returns (computed by an actor before inserting into the memory)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -200,10 +201,6 @@ class NStepAccumulator:
             out.append(self._emit(window, next_obs, False, False, episode_id))
         return out
 
-    def clear(self) -> None:
-        for window in self.windows:
-            window.clear()
-
 
 # ---------------------------------------------------------------------------------------------
 # 3. Targets and loss
@@ -241,6 +238,36 @@ def weighted_huber_loss(
     """mean_i w_i * Huber_delta(Q(s_i, a_i) - y_i); the weights correct prioritized sampling bias."""
     per_sample = F.huber_loss(q_taken, targets, reduction="none", delta=delta)
     return (weights * per_sample).mean()
+
+
+@torch.no_grad()
+def epsilon_greedy(
+    network: nn.Module, obs: torch.Tensor, epsilon: float | np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """[E, *obs_shape] observations -> [E] int64 actions, random with probability ε (scalar or [E])."""
+    q = network(obs)
+    greedy = q.argmax(dim=1).cpu().numpy()
+    explore = rng.random(len(greedy)) < epsilon
+    random_actions = rng.integers(0, q.shape[1], size=len(greedy))
+    return np.where(explore, random_actions, greedy).astype(np.int64)
+
+
+@torch.no_grad()
+def initial_priorities(
+    network: nn.Module,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    rewards: torch.Tensor,
+    discounts: torch.Tensor,
+    next_obs: torch.Tensor,
+    priority_eps: float,
+) -> np.ndarray:
+    """Ape-X initial priorities [B]: |R + discount * max_a Q(s', a) - Q(s, a)| + eps, with the actor's
+    own copy of the network standing in for both online and target (actors hold no target)."""
+    both = network(torch.cat([obs, next_obs]))
+    q_taken = both[: len(obs)].gather(1, actions.unsqueeze(1)).squeeze(1)
+    targets = rewards + discounts * both[len(obs) :].max(dim=1).values
+    return ((targets - q_taken).abs() + priority_eps).cpu().numpy().astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,29 +312,6 @@ class DQNAgent:
         # Arrays decoded from the memory may be read-only views; torch needs writable memory.
         return torch.as_tensor(np.require(array, requirements="W"), device=self.device)
 
-    # Step A: act ε-greedily -------------------------------------------------------------------
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
-        """[E, *obs_shape] observations -> [E] int64 actions (random with probability ε)."""
-        greedy = self.online(self._tensor(obs)).argmax(dim=1).cpu().numpy()
-        explore = rng.random(len(greedy)) < epsilon
-        random_actions = rng.integers(0, self.n_actions, size=len(greedy))
-        return np.where(explore, random_actions, greedy).astype(np.int64)
-
-    # Step B: initial priorities from the worker's own TD errors (Ape-X) ------------------------
-    @torch.no_grad()
-    def td_errors(
-        self,
-        obs: np.ndarray,
-        actions: np.ndarray,
-        rewards: np.ndarray,
-        next_obs: np.ndarray,
-        discounts: np.ndarray,
-    ) -> np.ndarray:
-        """[B] |y - Q(s, a)| for transitions about to be inserted (no learning)."""
-        q_taken, targets = self._q_and_targets(obs, actions, rewards, next_obs, discounts)
-        return (targets - q_taken).abs().cpu().numpy()
-
     def _q_and_targets(
         self,
         obs: np.ndarray,
@@ -319,9 +323,14 @@ class DQNAgent:
         obs_t = self._tensor(obs)
         next_t = self._tensor(next_obs)
         actions_t = self._tensor(np.asarray(actions, dtype=np.int64)).unsqueeze(1)
-        q_taken = self.online(obs_t).gather(1, actions_t).squeeze(1)
+        if self.settings.double:
+            # One forward pass of the online network over s and s' (half the per-call overhead).
+            both = self.online(torch.cat([obs_t, next_t]))
+            q_all, next_online = both[: len(obs_t)], both[len(obs_t) :].detach()
+        else:
+            q_all, next_online = self.online(obs_t), None
+        q_taken = q_all.gather(1, actions_t).squeeze(1)
         with torch.no_grad():
-            next_online = self.online(next_t) if self.settings.double else None
             next_target = self.target(next_t)
             targets = double_dqn_targets(
                 self._tensor(np.asarray(rewards, dtype=np.float32)),
@@ -332,7 +341,7 @@ class DQNAgent:
             )
         return q_taken, targets
 
-    # Step C: one learning step on a prioritized sample -----------------------------------------
+    # One learning step on a prioritized sample ----------------------------------------------
     def learn(
         self,
         obs: np.ndarray,
@@ -351,9 +360,9 @@ class DQNAgent:
         nn.utils.clip_grad_norm_(self.online.parameters(), self.settings.max_grad_norm)
         self.optimizer.step()
         self.updates += 1
-        # Step D: target network, hard copy every interval or Polyak averaging every step.
+        # Target network: hard copy every interval or Polyak averaging every step.
         self._update_target()
-        # One device-to-host copy for everything the worker needs (each copy is a GPU sync).
+        # One device-to-host copy for everything the learner needs (each copy is a GPU sync).
         q_detached = q_taken.detach()
         host = torch.cat([(targets - q_detached).abs(), loss.detach()[None], q_detached.mean()[None]]).cpu()
         values = host.numpy()
@@ -378,9 +387,8 @@ class DQNAgent:
             "updates": self.updates,
         }
 
-    def load_state_dict(self, state: dict[str, Any], *, with_optimizer: bool = True) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
-        if with_optimizer:
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.updates = int(state["updates"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])

@@ -1,10 +1,11 @@
-"""A hive on one machine: N worker processes sharing one replay memory, supervised and displayed.
+"""A hive on one machine: one learner, N actors and an evaluator as processes, supervised and displayed.
 
-The trainer (the ``hiverl train`` process) spawns the workers, relays their telemetry to the event
-sink (JSON lines in the run folder, plus e.g. Kafka from a sink factory), records the session in an
-optional archive (:class:`hiverl.events.SessionRecorder`), restarts a worker that crashed (it
-resumes from its own checkpoint), shows a live table, and stops cleanly on Ctrl-C: the workers
-checkpoint before they exit.
+The trainer (the ``hiverl train`` process) spawns the learner first, then the actors and the
+evaluator; relays their telemetry to the event sink (JSON lines in the run folder, plus e.g. Kafka
+from a sink factory); records the session in an optional archive
+(:class:`hiverl.events.SessionRecorder`); restarts a process that crashed (the learner resumes from
+its checkpoint, an actor just reconnects); shows a live table; and stops cleanly on Ctrl-C: the
+learner checkpoints before it exits.
 
 Run folder ``<run_dir>/<session>/``: ``session.json`` (id, seeds, resolved config, git commit,
 package versions, status) and ``events.jsonl``. Model store: ``<model_dir>/<session>/``.
@@ -33,13 +34,14 @@ from rich.live import Live
 from rich.table import Table
 
 from game.checkpoints import atomic_write_bytes
-from game.worker import WorkerContext, run_worker
+from game.roles import Role, RoleContext, run_role
 from hiverl.config import ConfigError, SessionConfig, config_from_dict
 from hiverl.endpoints import Endpoints, redact
 from hiverl.events import EventSink, FanoutSink, JsonlSink, SessionRecorder
 
 SinkFactory = Callable[[SessionConfig, str], EventSink]
 HEARTBEAT_S = 10.0
+PROGRESS_LINE_S = 5.0  # without a terminal: one progress line this often
 STOP_GRACE_S = 120.0
 
 
@@ -95,11 +97,12 @@ def _versions() -> dict[str, str | None]:
 
 
 @dataclass
-class WorkerView:
-    """What the trainer knows about one worker (from its messages)."""
+class RoleView:
+    """What the trainer knows about one role process (from its messages)."""
 
+    role: Role
     index: int
-    state: str = "starting"  # starting, running, done, restarting, failed
+    state: str = "starting"  # starting, running, waiting for Redis, done, restarting, failed
     pid: int | None = None
     restarts: int = 0
     env_steps: int = 0
@@ -112,20 +115,29 @@ class WorkerView:
     epsilon: float | None = None
     loss: float | None = None
     memory_time_share: float | None = None
+    weights_version: int | None = None
+    eval_return: float | None = None
+    best_eval_return: float | None = None
+    solved_at_s: float | None = None  # seconds from the first env step to "solved"
     resumed_from: int | None = None
-    last_checkpoint_steps: int | None = None
     error: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # lifecycle messages, in order
+
+    @property
+    def name(self) -> str:
+        return f"actor {self.index}" if self.role == "actor" else self.role
 
 
 @dataclass
 class TrainingResult:
     session_id: str
-    status: str  # completed, stopped, failed
+    status: str  # completed, solved, stopped, failed
     wall_s: float
-    workers: list[WorkerView]
+    views: list[RoleView]
     run_folder: Path
     model_folder: Path
+    first_step_time: float | None  # Unix time of the hive's first env step
+    solved_s: float | None  # seconds from the first env step to the evaluator's "solved"
 
 
 class Trainer:
@@ -138,7 +150,7 @@ class Trainer:
         recorder: session archive; ``start``/``heartbeat``/``finish`` are called from this process.
         resume: continue an existing session (its session.json must exist).
         live: show the live table (only on a terminal).
-        on_message: test hook called with every (kind, worker_index, payload) message.
+        on_message: test hook called with every (kind, role, index, payload) message.
     """
 
     def __init__(
@@ -151,7 +163,7 @@ class Trainer:
         resume: bool = False,
         console: Console | None = None,
         live: bool = True,
-        on_message: Callable[[str, int, dict[str, Any]], None] | None = None,
+        on_message: Callable[[str, str, int, dict[str, Any]], None] | None = None,
     ) -> None:
         self.session_id = config.session_id or new_session_id()
         self.config = config.model_copy(update={"session_id": self.session_id})
@@ -173,12 +185,18 @@ class Trainer:
         self.sink: EventSink = (
             FanoutSink(jsonl, sink_factory(self.config, self.session_id)) if sink_factory else jsonl
         )
-        self.views = [WorkerView(i) for i in range(self.config.workers)]
+        roles: list[tuple[Role, int]] = [("learner", 0)]
+        roles += [("actor", i) for i in range(self.config.actors)]
+        if self.config.evaluator.enabled:
+            roles.append(("evaluator", 0))
+        self.views: dict[tuple[str, int], RoleView] = {key: RoleView(*key) for key in roles}
         self._ctx = mp.get_context("spawn")
-        self._connections: dict[int, Connection] = {}  # worker index -> its pipe's read end
+        self._connections: dict[tuple[str, int], Connection] = {}  # role -> its pipe's read end
         self._stop = self._ctx.Event()
-        self._procs: dict[int, Any] = {}
+        self._procs: dict[tuple[str, int], Any] = {}
         self._started_at = datetime.now(UTC)
+        self.first_step_time: float | None = None
+        self.solved_time: float | None = None
 
     @staticmethod
     def load_session(run_dir: Path, session_id: str) -> SessionConfig:
@@ -188,6 +206,10 @@ class Trainer:
             raise ConfigError(f"--resume {session_id}: no session.json in {path.parent}")
         return config_from_dict(json.loads(path.read_text())["config"])
 
+    @property
+    def learner(self) -> RoleView:
+        return self.views[("learner", 0)]
+
     # -- session document -------------------------------------------------------------------------
 
     def session_document(self, status: str, **extra: Any) -> dict[str, Any]:
@@ -195,10 +217,13 @@ class Trainer:
             "session_id": self.session_id,
             "status": status,
             "env_id": self.config.env_id,
-            "workers": self.config.workers,
+            "actors": self.config.actors,
             "started_at": self._started_at.isoformat(),
             "updated_at": datetime.now(UTC).isoformat(),
-            "seeds": [self.config.seed + 1000 * i for i in range(self.config.workers)],
+            "seeds": {
+                "learner": self.config.seed,
+                "actors": [self.config.actor_seed(i) for i in range(self.config.actors)],
+            },
             "config": self.config.to_json_dict(),
             "git_commit": _git_commit(),
             "versions": _versions(),
@@ -214,61 +239,84 @@ class Trainer:
 
     # -- processes --------------------------------------------------------------------------------
 
-    def _spawn(self, index: int) -> None:
-        context = WorkerContext(index, self.session_id, self.config.to_json_dict(), self.redis_url)
-        old = self._connections.pop(index, None)
+    def _spawn(self, key: tuple[str, int]) -> None:
+        role, index = key
+        context = RoleContext(role, index, self.session_id, self.config.to_json_dict(), self.redis_url)  # type: ignore[arg-type]
+        old = self._connections.pop(key, None)
         if old is not None:
             old.close()
         reader, writer = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
-            target=run_worker, args=(context, writer, self._stop), name=f"hiverl-worker-{index}"
+            target=run_role, args=(context, writer, self._stop), name=f"hiverl-{role}-{index}"
         )
         process.start()
         writer.close()  # the child holds the write end; EOF on the read end means it is gone
-        self._connections[index] = reader
-        self._procs[index] = process
-        self.views[index].pid = process.pid
+        self._connections[key] = reader
+        self._procs[key] = process
+        self.views[key].pid = process.pid
 
-    def worker_pid(self, index: int) -> int | None:
-        process = self._procs.get(index)
+    def pid(self, role: str, index: int = 0) -> int | None:
+        process = self._procs.get((role, index))
         return process.pid if process is not None else None
 
+    def _on_event(self, event: dict[str, Any]) -> None:
+        role = event.get("role")
+        key = ("actor", int(event.get("worker_index", 0))) if role == "actor" else (str(role), 0)
+        view = self.views.get(key)
+        if view is None:
+            return
+        kind = event.get("event_type")
+        if kind == "train_stats":
+            for name in (
+                "env_steps", "updates", "episodes", "env_steps_per_s", "updates_per_s",
+                "last_return", "mean_return_100", "epsilon", "loss", "memory_time_share",
+                "weights_version",
+            ):  # fmt: skip
+                if name in event:
+                    setattr(view, name, event[name])
+            if view.state == "waiting for Redis":
+                view.state = "running"
+        elif kind == "episode":
+            if self.first_step_time is None:  # the first episode's start is the hive's first env step
+                self.first_step_time = float(event["event_time"]) - float(
+                    event.get("episode_duration_s") or 0.0
+                )
+        elif kind == "eval":
+            view.eval_return = event["eval_return"]
+            view.weights_version = event.get("weights_version")
+            best = view.best_eval_return
+            view.best_eval_return = view.eval_return if best is None else max(best, view.eval_return)
+            if event.get("solved") and self.solved_time is None:
+                self.solved_time = float(event["event_time"])
+
     def _handle(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "event":
+        if message[0] == "event":
             _, topic, event = message
             self.sink.publish(topic, event)
-            if event.get("event_type") == "train_stats":
-                view = self.views[event["worker_index"]]
-                for name in (
-                    "env_steps", "updates", "episodes", "env_steps_per_s", "updates_per_s",
-                    "last_return", "mean_return_100", "epsilon", "loss", "memory_time_share",
-                ):  # fmt: skip
-                    setattr(view, name, event.get(name))
+            self._on_event(event)
             return
-        _, index, payload = message
+        kind, role, index, payload = message
         if not isinstance(payload, dict):
             payload = {"text": str(payload)}
-        view = self.views[index]
+        view = self.views[(role, index)]
         view.history.append({"kind": kind, **payload})
         if kind == "started":
-            view.state, view.pid, view.resumed_from = "running", payload["pid"], payload["resumed_from"]
-        elif kind == "checkpoint":
-            view.last_checkpoint_steps = payload["env_steps"]
+            view.state = "running"
+            view.resumed_from = payload.get("resumed_from")
+            if role == "actor" and self.first_step_time is None:
+                self.first_step_time = time.time()
+        elif kind == "outage":
+            view.state = "waiting for Redis"
         elif kind == "done":
             view.state = "done"
-            for name in ("env_steps", "updates", "episodes", "mean_return_100", "last_return"):
-                setattr(view, name, payload[name])
-            # The summary shows averages over this process's run, not the last interval's rates.
-            wall = max(payload["wall_s"], 1e-9)
-            steps_this_run = payload["env_steps"] - (view.resumed_from or 0)
-            view.env_steps_per_s = steps_this_run / wall
-            view.updates_per_s = payload.get("updates_this_run", payload["updates"]) / wall
-            view.memory_time_share = payload["memory_time_share"]
+            if role == "learner":
+                view.updates = payload["updates"]
+                view.updates_per_s = payload["updates_this_run"] / max(payload["wall_s"], 1e-9)
+                view.memory_time_share = payload["memory_time_share"]
         elif kind == "error":
             view.error = payload["text"]
         if self.on_message is not None:
-            self.on_message(kind, index, payload)
+            self.on_message(kind, role, index, payload)
 
     def _drain(self, timeout_s: float) -> None:
         """Handle every message that arrives within ``timeout_s`` (then whatever is already there)."""
@@ -277,21 +325,21 @@ class Trainer:
             if not ready:
                 return
             timeout_s = 0.0
-            for index, connection in list(self._connections.items()):
+            for key, connection in list(self._connections.items()):
                 if connection not in ready:
                     continue
                 try:
                     message = connection.recv()
                 except (EOFError, OSError, pickle.UnpicklingError):
-                    # The worker exited (or was killed mid-message): its channel is done.
+                    # The process exited (or was killed mid-message): its channel is done.
                     connection.close()
-                    del self._connections[index]
+                    del self._connections[key]
                     continue
                 self._handle(message)
 
     def _supervise(self, stopping: bool) -> None:
-        for index, process in list(self._procs.items()):
-            view = self.views[index]
+        for key, process in list(self._procs.items()):
+            view = self.views[key]
             if process.is_alive() or view.state in ("done", "failed"):
                 continue
             self._drain(0.05)  # the exit may race with its last messages
@@ -302,31 +350,35 @@ class Trainer:
             elif not stopping and view.restarts < self.config.max_restarts:
                 view.restarts += 1
                 view.state = "restarting"
+                how = "from its checkpoint" if key[0] == "learner" else "with the current weights"
                 self.console.print(
-                    f"[yellow]worker {index} exited with code {process.exitcode}; restarting "
-                    f"({view.restarts}/{self.config.max_restarts}) from its checkpoint[/yellow]"
+                    f"[yellow]{view.name} exited with code {process.exitcode}; restarting "
+                    f"({view.restarts}/{self.config.max_restarts}) {how}[/yellow]"
                 )
-                self._spawn(index)
+                self._spawn(key)
             else:
                 view.state = "failed"
-                self.console.print(f"[red]worker {index} failed (exit code {process.exitcode})[/red]")
+                self.console.print(f"[red]{view.name} failed (exit code {process.exitcode})[/red]")
                 if view.error:
                     self.console.print(view.error)
+        # Once the learner is finished there is nothing left to act or evaluate for.
+        if self.learner.state in ("done", "failed") and not self._stop.is_set():
+            self._stop.set()
 
     # -- main loop --------------------------------------------------------------------------------
 
     def run(self) -> TrainingResult:
-        """Run the session to the end of every worker's budget, or until Ctrl-C."""
+        """Run the session until the learner finishes (budget, solved, Ctrl-C) and every process exited."""
         started = time.monotonic()
         document = self.session_document("running", resumed=self.resume)
         self._write_session(document)
         if self.recorder is not None:
             self.recorder.start(document)
-        for index in range(self.config.workers):
-            self._spawn(index)
+        self._spawn(("learner", 0))
+        others = [key for key in self.views if key[0] != "learner"]
         stopping = False
         status = "completed"
-        last_heartbeat = time.monotonic()
+        last_heartbeat = last_line = time.monotonic()
         live = (
             Live(self.table(), console=self.console, refresh_per_second=2, transient=False)
             if self.live
@@ -336,16 +388,25 @@ class Trainer:
         try:
             if live is not None:
                 live.start()
-            while any(view.state not in ("done", "failed") for view in self.views):
+            while any(view.state not in ("done", "failed") for view in self.views.values()):
                 try:
                     self._drain(0.25)
+                    if others and self.learner.state != "starting":
+                        # Actors and evaluator start once the learner has published its weights.
+                        for key in others:
+                            self._spawn(key)
+                        others = []
                     self._supervise(stopping)
+                    now = time.monotonic()
                     if live is not None:
                         live.update(self.table())
-                    if self.recorder is not None and time.monotonic() - last_heartbeat >= HEARTBEAT_S:
-                        last_heartbeat = time.monotonic()
+                    elif now - last_line >= PROGRESS_LINE_S:
+                        last_line = now
+                        self.console.print(self.progress_line(now - started))
+                    if self.recorder is not None and now - last_heartbeat >= HEARTBEAT_S:
+                        last_heartbeat = now
                         self.recorder.heartbeat(self.session_id, self._progress())
-                    if time.monotonic() > stop_deadline:
+                    if now > stop_deadline:
                         for process in self._procs.values():
                             if process.is_alive():
                                 process.kill()
@@ -361,7 +422,7 @@ class Trainer:
                         stop_deadline = time.monotonic() + STOP_GRACE_S
                     stopping, status = True, "stopped"
                     self._stop.set()
-                    self.console.print("[yellow]stopping: workers are saving checkpoints...[/yellow]")
+                    self.console.print("[yellow]stopping: the learner is saving its checkpoint...[/yellow]")
         finally:
             if live is not None:
                 live.update(self.table())
@@ -369,7 +430,12 @@ class Trainer:
             for process in self._procs.values():
                 process.join(timeout=10)
             self._drain(0.05)
-            if any(view.state == "failed" for view in self.views):
+            learner_status = next(
+                (h.get("status") for h in reversed(self.learner.history) if h["kind"] == "done"), None
+            )
+            if status == "completed" and learner_status == "solved":
+                status = "solved"
+            if any(view.state == "failed" for view in self.views.values()):
                 status = "failed"
             wall = time.monotonic() - started
             final = self.session_document(status, resumed=self.resume, wall_s=wall, **self._progress())
@@ -379,40 +445,71 @@ class Trainer:
             if self.recorder is not None:
                 self.recorder.finish(self.session_id, status, self._progress() | {"wall_s": wall})
             self.sink.close()
-        return TrainingResult(self.session_id, status, wall, self.views, self.run_folder, self.model_folder)
+        solved_s = (
+            self.solved_time - self.first_step_time
+            if self.solved_time is not None and self.first_step_time is not None
+            else None
+        )
+        return TrainingResult(
+            self.session_id,
+            status,
+            wall,
+            list(self.views.values()),
+            self.run_folder,
+            self.model_folder,
+            self.first_step_time,
+            solved_s,
+        )
 
     def stop(self) -> None:
-        """Ask every worker to checkpoint and exit (what Ctrl-C does)."""
+        """Ask every process to finish; the learner checkpoints (what Ctrl-C does)."""
         self._stop.set()
 
     def _progress(self) -> dict[str, Any]:
+        actors = [view for view in self.views.values() if view.role == "actor"]
+        evaluator = self.views.get(("evaluator", 0))
         return {
-            "env_steps": sum(view.env_steps for view in self.views),
-            "workers_status": [
-                {k: v for k, v in asdict(view).items() if k != "history"} for view in self.views
+            "env_steps": sum(view.env_steps for view in actors),
+            "updates": self.learner.updates,
+            "best_eval_return": evaluator.best_eval_return if evaluator is not None else None,
+            "solved": self.solved_time is not None,
+            "roles_status": [
+                {k: v for k, v in asdict(view).items() if k != "history"} for view in self.views.values()
             ],
         }
 
     # -- display ----------------------------------------------------------------------------------
 
+    def progress_line(self, elapsed_s: float) -> str:
+        """One line of progress for logs and CI (no terminal): time, steps, updates, returns."""
+        progress = self._progress()
+        evaluator = self.views.get(("evaluator", 0))
+        eval_text = _fmt(evaluator.eval_return if evaluator else None, ".1f")
+        return (
+            f"[{elapsed_s:6.0f} s] env steps {progress['env_steps']:,} · updates {self.learner.updates:,}"
+            f" ({_fmt(self.learner.updates_per_s, '.0f')}/s) · eval return {eval_text}"
+            f" · loss {_fmt(self.learner.loss, '.4f')}"
+        )
+
     def table(self, title: str | None = None) -> Table:
-        """Per-worker progress: env steps/s, updates/s, episodes, returns, ε, loss."""
+        """Per-process progress: env steps/s, updates/s, episodes, returns, ε, loss, eval return."""
         table = Table(title=title or f"hive {self.session_id} · {self.config.env_id}")
         for column in (
-            "worker", "state", "env steps", "steps/s", "updates/s", "episodes",
-            "last return", "mean return", "ε", "loss", "mem time",
+            "role", "state", "steps", "steps/s", "updates/s", "return", "ε", "loss", "mem wait",
         ):  # fmt: skip
             table.add_column(column, justify="right")
-        for view in self.views:
+        for view in self.views.values():
+            if view.role == "evaluator":
+                returns = f"eval {_fmt(view.eval_return, '.1f')} (best {_fmt(view.best_eval_return, '.1f')})"
+            else:
+                returns = _fmt(view.mean_return_100, ".1f")
             table.add_row(
-                str(view.index),
+                view.name,
                 view.state + (f" ({view.restarts} restarts)" if view.restarts else ""),
-                f"{view.env_steps:,}",
-                _fmt(view.env_steps_per_s, ".0f"),
-                _fmt(view.updates_per_s, ".0f"),
-                str(view.episodes),
-                _fmt(view.last_return, ".1f"),
-                _fmt(view.mean_return_100, ".1f"),
+                f"{view.env_steps:,}" if view.role == "actor" else f"{view.updates:,}",
+                _fmt(view.env_steps_per_s if view.role == "actor" else None, ".0f"),
+                _fmt(view.updates_per_s if view.role == "learner" else None, ".0f"),
+                returns,
                 _fmt(view.epsilon, ".3f"),
                 _fmt(view.loss, ".4f"),
                 _fmt(None if view.memory_time_share is None else 100 * view.memory_time_share, ".0f", "%"),

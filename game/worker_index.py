@@ -17,8 +17,8 @@ so scaling past ``workers`` never produces a restart loop.
 
 In a container (``compose.yaml``)::
 
-    python -m game.worker_index run -- hiverl worker   # claim, run the command with
-                                                       # HIVERL_WORKER_INDEX=<i>, keep the lease
+    python -m game.worker_index run -- hiverl actor   # claim, run the command with
+                                                       # HIVERL_ACTOR_INDEX=<i>, keep the lease
     python -m game.worker_index check                  # health check: this host holds an index
 
 The hive is ``CONFIG_SESSION_ID`` and its size ``CONFIG_WORKERS`` (the session settings,
@@ -240,7 +240,7 @@ class WorkerLease:
                 log.warning("cannot release worker index %d: %s", self.index, error)
 
 
-WORKER_INDEX_ENV = "HIVERL_WORKER_INDEX"
+WORKER_INDEX_ENV = "HIVERL_ACTOR_INDEX"
 """Environment variable that tells the worker command its claimed index."""
 HOLDER_ENV = "HIVERL_WORKER_HOLDER"
 """Name of this replica (default: the host name, a container's id); set it to run several on one host."""
@@ -261,12 +261,12 @@ def _hive_settings() -> tuple[Any, str, int, str]:
     if not config.session_id:
         raise WorkerIndexError("CONFIG_SESSION_ID must be set: every replica of one hive uses the same id")
     client = redis.Redis.from_url(Endpoints().redis_url, socket_timeout=10)
-    return client, config.session_id, config.workers, config.memory.key_prefix
+    return client, config.session_id, config.actors, config.memory.key_prefix
 
 
 def _run(command: Sequence[str]) -> int:
     if not command:
-        raise WorkerIndexError("run: give the worker command after --, e.g. run -- hiverl worker")
+        raise WorkerIndexError("run: give the worker command after --, e.g. run -- hiverl actor")
     client, hive, workers, prefix = _hive_settings()
     with WorkerLease(client, hive=hive, workers=workers, holder=_holder(), key_prefix=prefix) as lease:
         log.info("worker index %d of %d (hive %r, holder %s)", lease.index, workers, hive, lease.holder)
@@ -298,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``run -- COMMAND...`` or ``check``; see the module docstring."""
     parser = argparse.ArgumentParser(prog="python -m game.worker_index", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="claim an index, run COMMAND with HIVERL_WORKER_INDEX set")
+    run = commands.add_parser("run", help="claim an index, run COMMAND with HIVERL_ACTOR_INDEX set")
     run.add_argument("worker_command", nargs=argparse.REMAINDER, help="-- then the worker command")
     commands.add_parser("check", help="exit 0 when this host holds a worker index")
     args = parser.parse_args(argv)

@@ -5,16 +5,16 @@ Resolution order, lowest to highest priority:
 1. the defaults below (tuned for CartPole-v1),
 2. a config file (TOML or YAML, chosen by extension),
 3. environment variables with the ``CONFIG_`` prefix; nested fields use ``__``
-   (``CONFIG_WORKERS=8``, ``CONFIG_AGENT__LR=0.001``, ``CONFIG_EXPLORATION__SCHEDULE=ladder``),
-4. CLI flags (``hiverl train --workers 8 --set agent.lr=0.001``).
+   (``CONFIG_ACTORS=8``, ``CONFIG_AGENT__LR=0.001``, ``CONFIG_EXPLORATION__SCHEDULE=linear``),
+4. CLI flags (``hiverl train --actors 8 --set agent.lr=0.001``).
 
-Any hyperparameter can differ per worker through ``worker_overrides``, a table keyed by worker index
-whose values are partial settings, e.g. in TOML::
+How an actor plays can differ per actor through ``actor_overrides``, a table keyed by actor index
+whose values are partial ``actor``/``exploration``/``seed`` settings, e.g. in TOML::
 
-    [worker_overrides.2.agent]
-    lr = 0.0005
+    [actor_overrides.2.actor]
+    random_action_rate = 0.1
 
-:meth:`SessionConfig.for_worker` returns the validated settings a given worker runs with.
+:meth:`SessionConfig.for_actor` returns the validated settings a given actor runs with.
 Invalid input raises :class:`ConfigError`, whose message names each bad field, the value given and
 what is allowed.
 """
@@ -49,22 +49,13 @@ class _Section(BaseModel):
 
 
 class AgentSettings(_Section):
-    """Double DQN hyperparameters (one set per worker; see ``worker_overrides``)."""
+    """Double DQN hyperparameters of the hive's one network (the learner trains it, actors play it)."""
 
     gamma: float = Field(default=0.99, gt=0.0, le=1.0, description="Discount factor per env step.")
     n_step: int = Field(default=3, ge=1, le=20, description="Steps aggregated into one stored transition.")
     lr: float = Field(default=5e-4, gt=0.0, le=1.0, description="Adam learning rate.")
     adam_eps: float = Field(default=1e-5, gt=0.0, description="Adam epsilon.")
     batch_size: int = Field(default=64, ge=1, le=4096, description="Transitions per learning step.")
-    learning_starts: int = Field(
-        default=1_000, ge=0, description="Transitions in the memory before this worker starts learning."
-    )
-    train_interval: int = Field(
-        default=128,
-        ge=1,
-        description="Steps between learning phases, on the session's `pace` clock (each env counts).",
-    )
-    updates_per_train: int = Field(default=64, ge=1, le=256, description="Learning steps per learning phase.")
     target_update_interval: int = Field(
         default=64, ge=1, description="Learning steps between hard target-network copies (when tau == 1)."
     )
@@ -85,12 +76,6 @@ class AgentSettings(_Section):
     beta_end: float = Field(
         default=1.0, ge=0.0, le=1.0, description="Importance-sampling exponent at the end."
     )
-    insert_batch: int = Field(
-        default=32, ge=1, description="Transitions buffered before one insert to the memory."
-    )
-    sample_chunk: int = Field(
-        default=16, ge=1, le=64, description="Batches fetched per sampling round trip to the memory."
-    )
 
     @field_validator("hidden_sizes")
     @classmethod
@@ -100,46 +85,118 @@ class AgentSettings(_Section):
         return value
 
 
+class LearnerSettings(_Section):
+    """The hive's one learner: how fast it consumes the memory, publishes weights and checkpoints."""
+
+    samples_per_insert: float = Field(
+        default=16.0,
+        gt=0.0,
+        le=4096.0,
+        description=(
+            "Rate limiter: transitions sampled for learning per transition inserted (Reverb's"
+            " SampleToInsertRatio); the learner waits for actors, actors wait for the learner."
+        ),
+    )
+    rate_slack: int = Field(
+        default=2_000,
+        ge=1,
+        description="Inserted transitions by which actors may run ahead of, or behind, the ratio.",
+    )
+    min_size: int = Field(
+        default=1_000, ge=1, description="Transitions in the memory before the learner starts learning."
+    )
+    sample_chunk: int = Field(
+        default=16, ge=1, le=64, description="Batches fetched per sampling round trip to the memory."
+    )
+    fetch_threads: int = Field(
+        default=1, ge=1, le=32, description="Threads fetching sampled chunks ahead of the learner."
+    )
+    weights_interval: int = Field(
+        default=20, ge=1, description="Learning steps between publications of the weights to the actors."
+    )
+    checkpoint_interval: int = Field(
+        default=5_000, ge=1, description="Learning steps between learner checkpoints."
+    )
+
+
+class ActorSettings(_Section):
+    """How one actor plays (per-actor values through ``actor_overrides``)."""
+
+    envs: int = Field(default=8, ge=1, le=256, description="Vectorized environments per actor.")
+    insert_batch: int = Field(
+        default=32, ge=1, description="Transitions buffered before one insert to the memory."
+    )
+    random_action_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Probability the env replaces the agent's action by a random one.",
+    )
+
+
 class ExplorationSettings(_Section):
-    """ε-greedy exploration: a linear decay, or the Ape-X ladder over worker indices."""
+    """ε-greedy exploration of the actors: the Ape-X ladder over actor indices, or a linear decay."""
 
     schedule: Literal["linear", "ladder", "constant"] = Field(
-        default="linear",
-        description="linear: decay start->end; ladder: eps^(1+alpha*i/(N-1)); constant: start.",
+        default="ladder",
+        description=(
+            "ladder: eps^(1+alpha*i/(N-1)) per actor; linear: decay start->end over the hive's"
+            " transitions; constant: start."
+        ),
     )
     start: float = Field(
         default=1.0, ge=0.0, le=1.0, description="Initial ε (linear) or the value (constant)."
     )
     end: float = Field(default=0.02, ge=0.0, le=1.0, description="Final ε of the linear decay.")
     decay_steps: int = Field(
-        default=8_000, ge=1, description="Steps over which ε decays linearly, on the session's `pace` clock."
+        default=8_000, ge=1, description="Transitions written by the hive over which ε decays linearly."
     )
     ladder_epsilon: float = Field(default=0.4, gt=0.0, lt=1.0, description="Base ε of the Ape-X ladder.")
     ladder_alpha: float = Field(default=7.0, ge=0.0, description="Exponent spread of the Ape-X ladder.")
 
-    def epsilon(self, index: int, workers: int, env_steps: int) -> float:
-        """ε of worker ``index`` of ``workers`` after ``env_steps`` steps of its pace clock."""
+    def epsilon(self, index: int, actors: int, hive_steps: int) -> float:
+        """ε of actor ``index`` of ``actors`` once the hive has written ``hive_steps`` transitions."""
         if self.schedule == "constant":
             return self.start
         if self.schedule == "ladder":
-            spread = index / (workers - 1) if workers > 1 else 0.0
+            spread = index / (actors - 1) if actors > 1 else 0.0
             return float(self.ladder_epsilon ** (1.0 + self.ladder_alpha * spread))
-        fraction = min(1.0, env_steps / self.decay_steps)
+        fraction = min(1.0, hive_steps / self.decay_steps)
         return self.start + fraction * (self.end - self.start)
 
 
+class EvaluatorSettings(_Section):
+    """Greedy (ε = 0) runs of the hive's latest weights: the ``eval`` events, "best return" and "solved"."""
+
+    enabled: bool = Field(default=True, description="Run the evaluator beside the learner.")
+    interval_s: float = Field(default=2.0, gt=0.0, description="Seconds between the starts of two rounds.")
+    episodes: int = Field(default=10, ge=1, le=1000, description="Greedy episodes per round.")
+    solve_episodes: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="A round whose mean reaches solved_return is extended to this many episodes to confirm.",
+    )
+    solved_return: float | None = Field(
+        default=None, description="Mean return that counts as solved (default: the env's reward_threshold)."
+    )
+    stop_when_solved: bool = Field(default=True, description="Stop the hive once a round confirms solved.")
+    envs: int = Field(default=10, ge=1, le=256, description="Vectorized environments of the evaluator.")
+
+
 class MemorySettings(_Section):
-    """The shared replay memory every worker writes to and samples from."""
+    """The shared replay memory every actor writes to and the learner samples from."""
 
     capacity: int = Field(default=500_000, ge=1, description="Transitions kept (FIFO).")
     alpha: float = Field(default=0.6, ge=0.0, le=1.0, description="Priority exponent (0 = uniform).")
     shards: int = Field(default=1, ge=1, description="Redis hash-tag shards.")
-    shared: bool = Field(
-        default=True, description="False gives each worker a private memory (baseline runs)."
-    )
     key_prefix: str = Field(
         default="", description="Prepended to every Redis key (isolates tests and benchmarks)."
     )
+
+
+#: Sections an actor override may set (the rest are the learner's or hive-wide).
+ACTOR_OVERRIDABLE = frozenset({"actor", "exploration", "seed"})
 
 
 class SessionConfig(BaseSettings):
@@ -155,47 +212,38 @@ class SessionConfig(BaseSettings):
     )
 
     env_id: str = Field(default="CartPole-v1", min_length=1, description="gymnasium id (discrete actions).")
-    workers: int = Field(default=4, ge=1, le=256, description="Worker processes in the hive.")
-    envs_per_worker: int = Field(default=1, ge=1, le=256, description="Vectorized environments per worker.")
+    actors: int = Field(
+        default=2,
+        ge=0,
+        le=256,
+        description="Actor processes feeding the one learner; 0 = solo: one process acts and learns.",
+    )
     total_steps: int = Field(
-        default=100_000, ge=1, description="Env steps per worker (all its envs together)."
+        default=100_000, ge=1, description="Env steps of the whole hive (all actors together)."
     )
-    seed: int = Field(default=0, ge=0, description="Base seed; worker i uses seed + 1000*i.")
+    seed: int = Field(default=0, ge=0, description="Base seed; actor i uses seed + 1000*(i+1).")
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N.")
-    torch_threads: int = Field(default=1, ge=1, description="Torch intra-op threads per worker.")
-    pace: Literal["worker", "memory"] = Field(
-        default="worker",
-        description=(
-            "Clock of learning (agent.train_interval) and of ε decay: `worker` counts the worker's own"
-            " env steps; `memory` counts every transition written to the memory it learns from, so each"
-            " worker of a hive of N learns N times as much per own step, as one learner fed by N actors"
-            " would (the same as `worker` for a private memory)."
-        ),
-    )
-    random_action_rate: float = Field(
-        default=0.0,
-        ge=0.0,
-        le=1.0,
-        description="Probability the env replaces the agent's action by a random one.",
-    )
-    checkpoint_interval: int = Field(
-        default=10_000, ge=1, description="Worker env steps between checkpoints."
-    )
+    actor_device: str = Field(default="cpu", description="Device the actors play on (auto, cpu, cuda, cuda:N).")
+    torch_threads: int = Field(default=1, ge=1, description="Torch intra-op threads per process.")
     stats_interval_s: float = Field(default=1.0, gt=0.0, description="Seconds between train_stats events.")
-    max_restarts: int = Field(default=3, ge=0, description="Restarts of a crashed worker before giving up.")
+    max_restarts: int = Field(default=3, ge=0, description="Restarts of a crashed process before giving up.")
     session_id: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Default: new id."
     )
     model_dir: Path = Field(default=Path("var/models"), description="Model store: <model_dir>/<session>/.")
     run_dir: Path = Field(default=Path("var/runs"), description="Run folder: <run_dir>/<session>/.")
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    learner: LearnerSettings = Field(default_factory=LearnerSettings)
+    actor: ActorSettings = Field(default_factory=ActorSettings)
     exploration: ExplorationSettings = Field(default_factory=ExplorationSettings)
+    evaluator: EvaluatorSettings = Field(default_factory=EvaluatorSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
-    worker_overrides: dict[int, dict[str, Any]] = Field(
-        default_factory=dict, description="Worker index -> partial settings applied to that worker only."
+    actor_overrides: dict[int, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Actor index -> partial settings (actor, exploration, seed) for that actor only.",
     )
 
-    @field_validator("device")
+    @field_validator("device", "actor_device")
     @classmethod
     def _known_device(cls, value: str) -> str:
         if value in ("auto", "cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit()):
@@ -203,18 +251,18 @@ class SessionConfig(BaseSettings):
         raise ValueError("must be one of auto, cpu, cuda, cuda:N, mps")
 
     @model_validator(mode="after")
-    def _check_workers(self) -> SessionConfig:
-        for index, override in self.worker_overrides.items():
-            if not 0 <= index < self.workers:
+    def _check_actors(self) -> SessionConfig:
+        for index, override in self.actor_overrides.items():
+            if not 0 <= index < max(self.actors, 1):
                 raise ValueError(
-                    f"worker_overrides has index {index}, allowed worker indices are 0..{self.workers - 1}"
+                    f"actor_overrides has index {index}, allowed actor indices are 0..{max(self.actors, 1) - 1}"
                 )
-            forbidden = {"workers", "worker_overrides", "session_id", "model_dir", "run_dir", "memory"}
-            bad = forbidden & set(override)
+            bad = set(override) - ACTOR_OVERRIDABLE
             if bad:
                 given = ", ".join(f"{name}={override[name]!r}" for name in sorted(bad))
-                raise ValueError(f"worker_overrides.{index} may not set {given} (hive-wide settings)")
-            self._merged(override, label=f"worker_overrides.{index}.")  # fail at start-up, not later
+                allowed = ", ".join(sorted(ACTOR_OVERRIDABLE))
+                raise ValueError(f"actor_overrides.{index} may not set {given} (allowed: {allowed})")
+            self._merged(override, label=f"actor_overrides.{index}.")  # fail at start-up, not later
         return self
 
     @classmethod
@@ -237,33 +285,33 @@ class SessionConfig(BaseSettings):
                 sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
 
-    # -- per-worker view -------------------------------------------------------------------------
+    # -- per-actor view --------------------------------------------------------------------------
 
     def _merged(self, override: Mapping[str, Any], label: str = "") -> SessionConfig:
         data = self.model_dump(mode="python")
         deep_update(data, dict(override))
-        data["worker_overrides"] = {}
+        data["actor_overrides"] = {}
         try:
             return _validate_resolved(data)
         except ValidationError as error:
             raise ValueError("; ".join(_error_lines(error, prefix=label))) from None
 
-    def for_worker(self, index: int) -> SessionConfig:
-        """The settings worker ``index`` runs with: these settings with its overrides applied."""
-        if not 0 <= index < self.workers:
-            raise ConfigError(f"worker index {index} out of range 0..{self.workers - 1}")
-        return self._merged(self.worker_overrides.get(index, {}), label=f"worker_overrides.{index}.")
+    def for_actor(self, index: int) -> SessionConfig:
+        """The settings actor ``index`` runs with: these settings with its overrides applied."""
+        if not 0 <= index < max(self.actors, 1):
+            raise ConfigError(f"actor index {index} out of range 0..{max(self.actors, 1) - 1}")
+        return self._merged(self.actor_overrides.get(index, {}), label=f"actor_overrides.{index}.")
 
-    def epsilon(self, index: int, env_steps: int) -> float:
-        """ε of worker ``index`` after ``env_steps`` of its own env steps (its overrides applied)."""
-        return self.for_worker(index).exploration.epsilon(index, self.workers, env_steps)
+    def actor_seed(self, index: int) -> int:
+        """Seed of actor ``index`` (its override of ``seed`` applied); the learner uses ``seed``."""
+        return self.for_actor(index).seed + 1000 * (index + 1)
 
     # -- output ----------------------------------------------------------------------------------
 
     def to_json_dict(self) -> dict[str, Any]:
         """The resolved settings as plain JSON types (stored in session.json and checkpoints)."""
         data: dict[str, Any] = json.loads(self.model_dump_json())
-        data["worker_overrides"] = {str(k): v for k, v in self.worker_overrides.items()}
+        data["actor_overrides"] = {str(k): v for k, v in self.actor_overrides.items()}
         return data
 
     def to_yaml(self) -> str:

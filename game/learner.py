@@ -1,0 +1,319 @@
+"""The learner: the hive's one mind, trained on everything every actor writes to the memory.
+
+The loop, one learning step at a time:
+
+1. keep ``fetch_threads + 1`` sampled chunks in flight, each requested only when the rate limiter
+   allows it (``learner.samples_per_insert``; the sample count goes to the board with the request);
+2. take the next prioritized batch; when none is allowed yet, wait for the actors (a solo hive
+   plays a vector step itself instead);
+3. one Double-DQN step with the importance weights (``game/dqn.py``);
+4. the new priorities, written back ``sample_chunk`` steps at a time;
+5. every ``weights_interval`` steps publish the weights to the board (a new version);
+6. ``train_stats`` every ``stats_interval_s``, a checkpoint every ``checkpoint_interval`` steps.
+
+It ends when the hive has inserted ``total_steps`` transitions and the learner has consumed its
+share of them, or on a stop request (SIGTERM, Ctrl-C, the evaluator's "solved", a user): it writes
+the queued priorities, checkpoints, publishes its last weights and sets the board's stop flag so
+the actors finish too. A learner that finds its checkpoint resumes from it (networks, optimizer,
+counters, RNG states); actors keep playing the last published weights meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from game.board import Board, BoardState
+from game.checkpoints import ModelStore
+from game.dqn import DQNAgent, select_device
+from game.envs import env_spec, make_env
+from game.hive_memory import OUTAGE_ERRORS, SampleFetcher, Stopped, memory_config, retrying
+from game.rate_limiter import RateLimiter
+from game.roles import RoleContext, StatusCallback
+from hiverl.events import TRAINING_LOG_TOPIC, EventSink, envelope
+from replay_memory import ObservationSpec
+
+IDLE_WAIT_S = 0.002
+BOARD_SYNC_S = 0.01
+
+
+class Learner:
+    """The hive's learner; :meth:`run` trains until the budget is spent or a stop comes.
+
+    Args:
+        context: session, resolved settings, Redis URL (role ``learner``).
+        sink: where ``train_stats`` events go.
+        on_status: lifecycle messages (``started``, ``checkpoint``, ``done``) with a payload dict.
+        on_outage: told about each failed Redis call while the learner waits for Redis.
+        should_stop: polled every step; True finishes the run cleanly.
+    """
+
+    def __init__(
+        self,
+        context: RoleContext,
+        sink: EventSink,
+        *,
+        on_status: StatusCallback | None = None,
+        on_outage: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        config = context.settings()
+        self.context = context
+        self.config = config
+        self.sink = sink
+        self.on_status = on_status or (lambda _kind, _payload: None)
+        self.on_outage = on_outage or (lambda _text: None)
+        self.should_stop = should_stop
+        self.writer_id = f"{socket.gethostname()}-{os.getpid()}-learner"
+        torch.set_num_threads(config.torch_threads)
+        self.rng = np.random.default_rng(config.seed)
+        random.seed(config.seed)
+        torch.manual_seed(config.seed)
+
+        probe = make_env(config.env_id, seed=config.seed)
+        self.spec = env_spec(probe)
+        probe.close()
+        self.device = select_device(config.device)
+        self.agent = DQNAgent(self.spec.obs_shape, self.spec.n_actions, config.agent, self.device)
+        self.store = ModelStore(config.model_dir, context.session_id)
+
+        settings = config.learner
+        self.limiter = RateLimiter(settings.samples_per_insert, settings.min_size, settings.rate_slack)
+        self.memory_config = memory_config(
+            config, ObservationSpec(shape=self.spec.obs_shape, dtype=self.spec.obs_dtype)
+        )
+        self.fetcher = SampleFetcher(
+            context.redis_url,
+            self.memory_config,
+            batch_size=config.agent.batch_size,
+            chunk=settings.sample_chunk,
+            threads=settings.fetch_threads,
+            seed=config.seed + 1,
+            should_stop=self._stopping,
+            on_outage=self.on_outage,
+        )
+        self.limiter.check(self.fetcher.request_size, config.actor.insert_batch)
+        self.board = Board(context.redis_url, context.session_id, config.memory.key_prefix)
+        self.resumed_from = self._restore()
+        self.board_state = self._call(self.board.poll)
+        self.samples = self.board_state.samples  # the board's count outlives a learner restart
+        self.stop_reason: str | None = None
+        self.weights_version = 0
+        self._synced = 0.0
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _stopping(self) -> bool:
+        return self.should_stop() or self.stop_reason is not None
+
+    def _call(self, call: Callable[[], BoardState]) -> BoardState:
+        return retrying(call, self._stopping, self.on_outage)
+
+    def _event(self, event_type: str, **fields: Any) -> None:
+        self.sink.publish(
+            TRAINING_LOG_TOPIC,
+            envelope(
+                event_type,
+                session_id=self.context.session_id,
+                worker_id=self.writer_id,
+                env_id=self.config.env_id,
+                role="learner",
+                **fields,
+            ),
+        )
+
+    def _beta(self) -> float:
+        agent = self.config.agent
+        fraction = min(1.0, self.board_state.inserts / self.config.total_steps)
+        return agent.beta_start + (agent.beta_end - agent.beta_start) * fraction
+
+    def _publish(self) -> None:
+        state = self.agent.online.state_dict()
+        self.weights_version = retrying(
+            lambda: self.board.publish(state, self.agent.updates), self._stopping, self.on_outage
+        )
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def _restore(self) -> int | None:
+        state = self.store.load(map_location=self.device)
+        if state is None:
+            return None
+        self.agent.load_state_dict(state["agent"])
+        self.rng.bit_generator.state = state["rng"]["numpy"]
+        torch.set_rng_state(state["rng"]["torch"])
+        version, internal, gauss = state["rng"]["python"]
+        random.setstate((version, tuple(internal), gauss))
+        return self.agent.updates
+
+    def _drain(self) -> None:
+        """Write the queued priorities (given up only when a stop comes during a Redis outage)."""
+        with contextlib.suppress(Stopped):
+            self.fetcher.drain()
+
+    def checkpoint(self) -> None:
+        self._drain()  # the priorities of every step taken so far are in the memory
+        version, internal, gauss = random.getstate()
+        path = self.store.save(
+            {
+                "session_id": self.context.session_id,
+                "env_id": self.config.env_id,
+                "obs_shape": list(self.spec.obs_shape),
+                "obs_dtype": self.spec.obs_dtype,
+                "n_actions": self.spec.n_actions,
+                "config": self.config.to_json_dict(),
+                "agent": self.agent.state_dict(),
+                "counters": {"updates": self.agent.updates, "samples": self.samples},
+                "rng": {
+                    "numpy": self.rng.bit_generator.state,
+                    "torch": torch.get_rng_state(),
+                    "python": [version, list(internal), gauss],
+                },
+            }
+        )
+        self.on_status("checkpoint", {"updates": self.agent.updates, "path": str(path)})
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _request_allowed_chunks(self) -> None:
+        """Step 1: top up the prefetch queue within the rate limiter (one board round trip, at most
+        every ``BOARD_SYNC_S`` unless the learner has nothing left to learn from)."""
+        depth = self.config.learner.fetch_threads + 1
+        now = time.monotonic()
+        if len(self.fetcher.in_flight) >= depth or (self.fetcher.pending and now - self._synced < BOARD_SYNC_S):
+            return
+        size = self.fetcher.request_size
+        while len(self.fetcher.in_flight) < depth and self.limiter.can_sample(
+            self.board_state.inserts, self.samples, size
+        ):
+            self.samples += size
+            self.fetcher.request(self._beta())
+        self.board_state = self._call(lambda: self.board.set_samples(self.samples))
+        self._synced = now
+
+    def _budget_spent(self) -> bool:
+        return self.board_state.inserts >= self.config.total_steps and not self.limiter.can_sample(
+            self.board_state.inserts, self.samples, self.fetcher.request_size
+        )
+
+    def run(self, play: Iterator[None] | None = None) -> None:
+        """Train until the budget is spent or a stop comes; ``play`` is a solo hive's own actor."""
+        config = self.config
+        if self.board_state.stop is not None:  # a resumed session trains again
+            retrying(self.board.clear_stop, self._stopping, self.on_outage)
+            self.board_state = self._call(self.board.poll)
+        self._publish()  # actors joining now play the current weights at once
+        self.on_status(
+            "started",
+            {"pid": os.getpid(), "resumed_from": self.resumed_from, "weights_version": self.weights_version},
+        )
+        started = last_stats = time.monotonic()
+        updates_at_start = updates_at_stats = self.agent.updates
+        blocked_at_stats = 0.0
+        losses: list[float] = []
+        q_means: list[float] = []
+        next_checkpoint = (
+            self.agent.updates // config.learner.checkpoint_interval + 1
+        ) * config.learner.checkpoint_interval
+        solo_playing = play is not None
+        status = "completed"
+
+        def emit_stats(now: float) -> None:
+            nonlocal last_stats, updates_at_stats, blocked_at_stats
+            elapsed = max(now - last_stats, 1e-9)
+            consumed = self.board_state.inserts - self.limiter.min_size
+            self._event(
+                "train_stats",
+                updates=self.agent.updates,
+                updates_per_s=(self.agent.updates - updates_at_stats) / elapsed,
+                loss=float(np.mean(losses)) if losses else None,
+                mean_q=float(np.mean(q_means)) if q_means else None,
+                memory_time_share=(self.fetcher.blocked_s - blocked_at_stats) / elapsed,
+                memory_writes=self.board_state.inserts,
+                learner_samples=self.samples,
+                samples_per_insert=self.samples / consumed if consumed > 0 else None,
+                weights_version=self.weights_version,
+                learning_rate=config.agent.lr,
+            )
+            losses.clear()
+            q_means.clear()
+            last_stats, updates_at_stats, blocked_at_stats = now, self.agent.updates, self.fetcher.blocked_s
+
+        while True:
+            if self.should_stop():
+                status = "stopped"
+                break
+            if self.board_state.stop is not None:
+                status = self.board_state.stop
+                break
+            if self._budget_spent() and not self.fetcher.pending and not solo_playing:
+                break
+
+            # Step 1: prefetch what the rate limiter allows.
+            self._request_allowed_chunks()
+
+            # Step 2: the next batch; nothing allowed yet -> play (solo) or wait for the actors.
+            if not self.fetcher.pending:
+                if play is not None and solo_playing:
+                    solo_playing = next(play, StopIteration) is not StopIteration
+                else:
+                    time.sleep(IDLE_WAIT_S)
+                continue
+            batch = self.fetcher.next_batch()
+            assert batch is not None
+
+            # Step 3: one Double-DQN step with the importance weights.
+            result = self.agent.learn(
+                batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.discounts, batch.weights
+            )
+            losses.append(result.loss)
+            q_means.append(result.q_mean)
+
+            # Step 4: the new priorities back to the memory.
+            priorities = (result.td_abs + config.agent.priority_eps).astype(np.float32)
+            self.fetcher.update_priorities(batch.indices, batch.generations, priorities)
+
+            # Step 5: publish the weights.
+            if self.agent.updates % config.learner.weights_interval == 0:
+                self._publish()
+
+            # Step 6: statistics and checkpoints.
+            now = time.monotonic()
+            if now - last_stats >= config.stats_interval_s:
+                emit_stats(now)
+            if self.agent.updates >= next_checkpoint:
+                self.checkpoint()
+                next_checkpoint += config.learner.checkpoint_interval
+
+        # Shutdown: every priority written, a checkpoint, the last weights, and the actors told.
+        self.checkpoint()
+        self.stop_reason = status
+        with contextlib.suppress(*OUTAGE_ERRORS):  # the checkpoint holds them; Redis may be gone
+            self.board.publish(self.agent.online.state_dict(), self.agent.updates)
+            if status == "completed":
+                self.board.request_stop("completed")
+        emit_stats(time.monotonic())
+        wall = time.monotonic() - started
+        self.on_status(
+            "done",
+            {
+                "status": status,
+                "updates": self.agent.updates,
+                "updates_this_run": self.agent.updates - updates_at_start,
+                "wall_s": wall,
+                "memory_time_share": self.fetcher.blocked_s / wall if wall > 0 else 0.0,
+            },
+        )
+
+    def close(self) -> None:
+        with contextlib.suppress(Stopped, *OUTAGE_ERRORS):
+            self.fetcher.close()
+        self.board.close()

@@ -1,0 +1,138 @@
+"""What every role process of a hive shares: its context, its event pipe, its entry point.
+
+A hive is one learner, N actors and an evaluator. On one machine ``hiverl train`` spawns each as a
+process (:func:`run_role`) and relays their events; in containers each runs alone
+(``hiverl learner``, ``hiverl actor``, ``hiverl evaluator``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
+from typing import Any, Literal
+
+from hiverl.config import SessionConfig, config_from_dict
+from hiverl.events import EventSink
+
+Role = Literal["learner", "actor", "evaluator"]
+StatusCallback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RoleContext:
+    """Everything a role process needs (picklable: passed through multiprocessing spawn)."""
+
+    role: Role
+    index: int  # the actor's index; 0 for the learner and the evaluator
+    session_id: str
+    config: Mapping[str, Any]  # the hive's resolved SessionConfig as JSON types
+    redis_url: str
+
+    def settings(self) -> SessionConfig:
+        return config_from_dict(self.config)
+
+    @property
+    def name(self) -> str:
+        return f"actor {self.index}" if self.role == "actor" else self.role
+
+
+class PipeSink:
+    """EventSink that forwards events to the trainer process, which publishes them to the real sink.
+
+    Each process has its own pipe (not a queue shared by all): a process killed mid-write can only
+    break its own channel, never block the others.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def publish(self, topic: str, event: Mapping[str, Any]) -> None:
+        # A pipe closed during shutdown must not stop the role: telemetry is best effort.
+        with contextlib.suppress(ValueError, OSError):
+            self.connection.send(("event", topic, dict(event)))
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def run_in_process(
+    context: RoleContext, sink: EventSink, on_status: StatusCallback, should_stop: Callable[[], bool]
+) -> None:
+    """Run one role in this process until it finishes or ``should_stop()``."""
+    from game.hive_memory import Stopped
+
+    def on_outage(text: str) -> None:
+        on_status("outage", {"text": text})
+
+    try:
+        if context.role == "learner":
+            from game.actor import Actor
+            from game.learner import Learner
+
+            learner = Learner(
+                context, sink, on_status=on_status, on_outage=on_outage, should_stop=should_stop
+            )
+            # A solo hive (no actors): the learner's process plays too, with the online network itself.
+            solo = (
+                Actor(
+                    context, sink, network=learner.agent.online, on_outage=on_outage, should_stop=should_stop
+                )
+                if context.settings().actors == 0
+                else None
+            )
+            try:
+                learner.run(solo.steps() if solo is not None else None)
+            finally:
+                learner.close()
+                if solo is not None:
+                    solo.close()
+        elif context.role == "actor":
+            from game.actor import Actor
+
+            actor = Actor(context, sink, on_outage=on_outage, should_stop=should_stop)
+            try:
+                on_status("started", {"env_steps": 0})
+                actor.run()
+                on_status("done", {"env_steps": actor.env_steps, "episodes": actor.episodes})
+            finally:
+                actor.close()
+        else:
+            from game.evaluator import Evaluator
+
+            evaluator = Evaluator(
+                context, sink, on_status=on_status, on_outage=on_outage, should_stop=should_stop
+            )
+            try:
+                evaluator.run()
+            finally:
+                evaluator.close()
+    except Stopped:
+        on_status("done", {"stopped_during_outage": True})
+
+
+def run_role(context: RoleContext, connection: Connection, stop: EventType) -> None:
+    """Process entry point: run one role; messages to the trainer go through ``connection``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer handles Ctrl-C and sets ``stop``
+    terminate = threading.Event()  # SIGTERM stops this process only, not the hive
+    signal.signal(signal.SIGTERM, lambda *_: terminate.set())
+
+    def on_status(kind: str, payload: dict[str, Any]) -> None:
+        with contextlib.suppress(ValueError, OSError):  # pipe closed during shutdown
+            connection.send((kind, context.role, context.index, payload))
+
+    try:
+        run_in_process(context, PipeSink(connection), on_status, lambda: stop.is_set() or terminate.is_set())
+    except BaseException:
+        on_status("error", {"text": traceback.format_exc()})
+        raise
+    finally:
+        connection.close()
