@@ -43,13 +43,14 @@ from game.dqn import (
 )
 from game.envs import env_spec, episode_stats, make_vector_env
 from game.hive_memory import memory_config, open_memory, retrying
-from game.rate_limiter import RateLimiter
+from game.rate_limiter import hive_rate_limiter
 from game.roles import RoleContext
 from hiverl.events import TRAINING_LOG_TOPIC, EventSink, envelope
 from replay_memory import ObservationSpec, ReplayMemory, TransitionBatch
 
 RETURN_WINDOW = 100  # episodes in the running mean return
 MAX_INSERTS_IN_FLIGHT = 2
+LIMITER_POLL_S = 0.02  # how often a held-back actor looks at the board again
 
 
 def stack_transitions(
@@ -130,8 +131,7 @@ class Actor:
             context.redis_url, memory_config(hive, spec), self._stopping, self.on_outage
         )
         self.board = Board(context.redis_url, context.session_id, hive.memory.key_prefix)
-        learner = hive.learner
-        self.limiter = RateLimiter(learner.samples_per_insert, learner.min_size, learner.rate_slack)
+        self.limiter = hive_rate_limiter(hive)
         self.inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="insert")
         self.inserts_in_flight: deque[Future[BoardState]] = deque()
 
@@ -220,7 +220,7 @@ class Actor:
         while not self.limiter.can_insert(self.board_state.inserts, self.board_state.samples, n):
             if self._stopping() or self.board_state.stop is not None:
                 break
-            time.sleep(0.005)
+            time.sleep(LIMITER_POLL_S)
             self.board_state = self._call(self.board.poll)
         self.waited_s += time.perf_counter() - tick
 

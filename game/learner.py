@@ -36,7 +36,7 @@ from game.checkpoints import ModelStore
 from game.dqn import DQNAgent, select_device
 from game.envs import env_spec, make_env
 from game.hive_memory import OUTAGE_ERRORS, SampleFetcher, Stopped, memory_config, retrying
-from game.rate_limiter import RateLimiter
+from game.rate_limiter import hive_rate_limiter
 from game.roles import RoleContext, StatusCallback
 from hiverl.events import TRAINING_LOG_TOPIC, EventSink, envelope
 from replay_memory import ObservationSpec
@@ -86,7 +86,7 @@ class Learner:
         self.store = ModelStore(config.model_dir, context.session_id)
 
         settings = config.learner
-        self.limiter = RateLimiter(settings.samples_per_insert, settings.min_size, settings.rate_slack)
+        self.limiter = hive_rate_limiter(config)
         self.memory_config = memory_config(
             config, ObservationSpec(shape=self.spec.obs_shape, dtype=self.spec.obs_dtype)
         )
@@ -188,7 +188,9 @@ class Learner:
         every ``BOARD_SYNC_S`` unless the learner has nothing left to learn from)."""
         depth = self.config.learner.fetch_threads + 1
         now = time.monotonic()
-        if len(self.fetcher.in_flight) >= depth or (self.fetcher.pending and now - self._synced < BOARD_SYNC_S):
+        if len(self.fetcher.in_flight) >= depth or (
+            self.fetcher.pending and now - self._synced < BOARD_SYNC_S
+        ):
             return
         size = self.fetcher.request_size
         while len(self.fetcher.in_flight) < depth and self.limiter.can_sample(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hiverl.config import SessionConfig
+
 
 @dataclass(frozen=True)
 class RateLimiter:
@@ -50,3 +52,11 @@ class RateLimiter:
     def can_insert(self, inserts: int, samples: int, n: int) -> bool:
         """May an actor insert ``n`` more transitions now?"""
         return inserts + n <= self.min_size or self.lead(inserts + n, samples) <= self.slack
+
+
+def hive_rate_limiter(config: SessionConfig) -> RateLimiter:
+    """The session's limiter, the same in every process: sampling starts once one sampling request
+    (``batch_size * sample_chunk`` transitions) fits in the memory, and never before ``min_size``."""
+    learner = config.learner
+    first_request = config.agent.batch_size * learner.sample_chunk
+    return RateLimiter(learner.samples_per_insert, max(learner.min_size, first_request), learner.rate_slack)

@@ -263,9 +263,9 @@ class Trainer:
         role = event.get("role")
         key = ("actor", int(event.get("worker_index", 0))) if role == "actor" else (str(role), 0)
         view = self.views.get(key)
-        if view is None:
-            return
         kind = event.get("event_type")
+        if view is None:  # a solo hive's actor lives in the learner's process
+            return
         if kind == "train_stats":
             for name in (
                 "env_steps", "updates", "episodes", "env_steps_per_s", "updates_per_s",
@@ -303,7 +303,8 @@ class Trainer:
         if kind == "started":
             view.state = "running"
             view.resumed_from = payload.get("resumed_from")
-            if role == "actor" and self.first_step_time is None:
+            plays = role == "actor" or (role == "learner" and self.config.actors == 0)
+            if plays and self.first_step_time is None:  # the hive's first env step comes next
                 self.first_step_time = time.time()
         elif kind == "outage":
             view.state = "waiting for Redis"

@@ -21,7 +21,7 @@ In a container (``compose.yaml``)::
                                                        # HIVERL_ACTOR_INDEX=<i>, keep the lease
     python -m game.worker_index check                  # health check: this host holds an index
 
-The hive is ``CONFIG_SESSION_ID`` and its size ``CONFIG_WORKERS`` (the session settings,
+The hive is ``CONFIG_SESSION_ID`` and its size ``CONFIG_ACTORS`` (the session settings,
 :mod:`hiverl.config`); Redis is ``REDIS_URL`` (:mod:`hiverl.endpoints`).
 
 Keys: ``{key_prefix}hiverl:{<hive>}:worker-index:<i>`` (one hash tag per hive, so the script also
@@ -145,7 +145,7 @@ def claim_worker_index(
         if deadline is not None and time.monotonic() >= deadline:
             raise WorkerIndexError(
                 f"all {workers} worker indices of hive {hive!r} are taken; raise the hive's workers "
-                f"setting (CONFIG_WORKERS) or run fewer replicas"
+                f"setting (CONFIG_ACTORS) or run fewer replicas"
             )
         if not announced:
             log.warning("all %d worker indices of hive %r are taken: waiting as a standby", workers, hive)

@@ -27,7 +27,7 @@ from hiverl.services.catalog import CATALOG
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "tests" / "data" / "compose-spec.json"
-PYTHON_SERVICES = ("monitor", "game", "dashboard", "indexer", "telemetry-setup")
+PYTHON_SERVICES = ("monitor", "learner", "evaluator", "game", "dashboard", "indexer", "telemetry-setup")
 ONE_SHOTS = ("es-setup", "kibana-setup", "telemetry-setup")
 
 
@@ -166,11 +166,11 @@ def test_compose_file_follows_the_compose_specification(stack: dict[str, Any]) -
 def test_cpu_override_follows_the_specification_and_drops_the_gpu(raw: dict[str, Any]) -> None:
     merged = interpolate(merge(raw, load("compose.cpu.yaml")), env_example())
     assert _errors(merged) == []
-    game = merged["services"]["game"]
-    assert game["deploy"]["resources"]["reservations"]["devices"] == []
-    assert environment(game)["CONFIG_DEVICE"] == "cpu"
-    # everything else of the game service is unchanged
-    assert environment(game)["REDIS_URL"].startswith("redis://")
+    learner = merged["services"]["learner"]
+    assert learner["deploy"]["resources"]["reservations"]["devices"] == []
+    assert environment(learner)["CONFIG_DEVICE"] == "cpu"
+    # everything else of the learner service is unchanged
+    assert environment(learner)["REDIS_URL"].startswith("redis://")
 
 
 def test_the_schema_catches_mistakes(stack: dict[str, Any]) -> None:
@@ -307,11 +307,10 @@ def test_names_agree_with_the_code(services: dict[str, dict[str, Any]]) -> None:
         env = environment(services[name])
         assert env["HIVERL_ARCHIVE_DATABASE"] == example["MONGO_APP_DB"]
         assert env["HIVERL_TELEMETRY_INDEX_PREFIX"] == DEFAULT_INDEX_PREFIX
-    # the monitor watches the memory the game replicas write to (game.worker.memory_name, read
-    # from its source: importing game.worker would import torch)
-    memory_name = _function_from_source(REPO / "game" / "worker.py", "memory_name")
+    # the monitor watches the memory the actors write to (game.hive_memory.memory_config names it)
     session = environment(services["game"])["CONFIG_SESSION_ID"]
-    assert memory_name(session, 0, shared=True) in services["monitor"]["command"]
+    assert f"hive-{session}" in services["monitor"]["command"]
+    assert 'name=f"hive-{config.session_id}"' in (REPO / "game" / "hive_memory.py").read_text()
     # Elasticsearch's application role covers the telemetry indices
     setup = (REPO / "docker" / "elasticsearch" / "setup.sh").read_text()
     assert (
@@ -370,16 +369,18 @@ def test_logstash_gets_every_variable_its_pipeline_reads(services: dict[str, dic
 # -- 4. the game service scales ----------------------------------------------------------------------
 
 
-def test_game_scales_and_reserves_the_gpu(services: dict[str, dict[str, Any]]) -> None:
-    game = services["game"]
+def test_actors_scale_and_the_learner_holds_the_gpu(services: dict[str, dict[str, Any]]) -> None:
+    game, learner = services["game"], services["learner"]
     assert "container_name" not in game and "ports" not in game and "hostname" not in game
-    devices = game["deploy"]["resources"]["reservations"]["devices"]
-    assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+    assert "resources" not in game.get("deploy", {})  # actors play on the CPU
+    devices = learner["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
     env = environment(game)
-    assert int(game["deploy"]["replicas"]) == int(env["CONFIG_WORKERS"])
-    assert game["command"][:4] == ["python", "-m", "game.worker_index", "run"]
-    # the model store is a shared named volume at the configured model dir (warm starts)
-    assert f"models:{env['CONFIG_MODEL_DIR']}" in game["volumes"]
+    assert int(game["deploy"]["replicas"]) == int(env["CONFIG_ACTORS"])
+    assert game["command"] == ["python", "-m", "game.worker_index", "run", "--", "hiverl", "actor"]
+    assert learner["command"] == ["hiverl", "learner"]
+    # the learner's checkpoints live on a named volume at the configured model dir (resume)
+    assert f"models:{env['CONFIG_MODEL_DIR']}" in learner["volumes"]
     assert f"runs:{env['CONFIG_RUN_DIR']}" in game["volumes"]
 
 
@@ -401,8 +402,8 @@ def test_every_service_has_a_health_check_or_is_a_one_shot(services: dict[str, d
             continue
         check = service.get("healthcheck") or {}
         assert check.get("test") and not check.get("disable"), f"{name} has no health check"
-        # game workers exit 0 when their budget is done: restarting those would loop
-        expected = "on-failure" if name == "game" else "unless-stopped"
+        # the hive's roles exit 0 when the session is done: restarting those would loop
+        expected = "on-failure" if name in ("game", "learner", "evaluator") else "unless-stopped"
         assert service.get("restart") == expected, f"{name} needs restart: {expected}"
 
 
@@ -511,7 +512,7 @@ def test_hiverl_services_get_only_variables_the_code_reads(services: dict[str, d
         ):
             assert required in environment(service), f"{name} needs {required}"
     game = environment(services["game"])
-    assert {"CONFIG_SESSION_ID", "CONFIG_WORKERS", "CONFIG_MODEL_DIR", "CONFIG_RUN_DIR"} <= set(game)
+    assert {"CONFIG_SESSION_ID", "CONFIG_ACTORS", "CONFIG_MODEL_DIR", "CONFIG_RUN_DIR"} <= set(game)
 
 
 def test_env_example_lists_every_variable_with_the_same_default() -> None:

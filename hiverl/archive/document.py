@@ -87,14 +87,20 @@ class Totals(_Strict):
     env_steps: int = Field(default=0, ge=0, description="Environment steps of all workers together.")
     episodes: int = Field(default=0, ge=0, description="Finished episodes of all workers together.")
     updates: int = Field(
-        default=0, ge=0, description="Learning steps (gradient updates) of all workers together."
+        default=0,
+        ge=0,
+        description="Learning steps (gradient updates) of the learner (older runs: of all workers together).",
     )
 
 
 class Results(_Strict):
     """What the session achieved. Returns are undiscounted episode returns."""
 
-    best_return: float | None = Field(default=None, description="Best single-episode return.")
+    best_return: float | None = Field(
+        default=None,
+        description="Best evaluation return (the evaluator's mean greedy return); without "
+        "evaluations (older runs), the best single-episode return.",
+    )
     final_return: float | None = Field(default=None, description="Return of the last finished episode.")
     last100_mean_return: float | None = Field(
         default=None, description="Mean return of the last 100 episodes."
@@ -103,7 +109,12 @@ class Results(_Strict):
     steps_to_threshold: int | None = Field(
         default=None,
         ge=0,
-        description="Hive env steps until last100_mean_return first reached solve_threshold.",
+        description="Hive env steps until the evaluator confirmed solve_threshold (without "
+        "evaluations: until last100_mean_return first reached it).",
+    )
+    solved: bool | None = Field(
+        default=None,
+        description="Whether the evaluator confirmed the solved return (None: no evaluations).",
     )
     wall_clock_s: float | None = Field(
         default=None, ge=0, description="Seconds from start to end (or last heartbeat)."
@@ -114,9 +125,9 @@ class Results(_Strict):
 
 
 class WorkerResult(_Strict):
-    """One worker's share of the session."""
+    """One actor's share of the session (a worker of older runs)."""
 
-    worker_index: int = Field(ge=0, description="0-based worker index in the hive.")
+    worker_index: int = Field(ge=0, description="0-based actor index in the hive.")
     worker_id: str = Field(default="", description="Stable worker identifier (host-pid or container name).")
     status: str = Field(
         default="", description="Worker state at the last update (running, finished, crashed...)."
@@ -187,7 +198,9 @@ class SessionDocument(_Strict):
     updated_at: dt.datetime = Field(description="UTC time this version was written by the recorder.")
     update_seq: int = Field(default=0, ge=0, description="Version counter; a higher one always wins.")
     env_id: str = Field(min_length=1, description="gymnasium environment id.")
-    num_workers: int = Field(default=1, ge=1, description="Worker processes in the hive.")
+    num_workers: int = Field(
+        default=1, ge=1, description="Actor processes in the hive (1 for a solo hive: one process acts and learns)."
+    )
     host: HostInfo = Field(default_factory=HostInfo)
     packages: dict[str, str] = Field(default_factory=dict, description="Distribution name -> version.")
     git_commit: str | None = Field(
@@ -195,7 +208,7 @@ class SessionDocument(_Strict):
     )
     config: dict[str, Any] = Field(default_factory=dict, description="Full resolved session config.")
     worker_overrides: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Worker index (as text) -> settings that differ for that worker."
+        default_factory=dict, description="Actor index (as text) -> settings that differ for that actor."
     )
     totals: Totals = Field(default_factory=Totals)
     results: Results = Field(default_factory=Results)

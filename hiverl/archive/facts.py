@@ -108,6 +108,20 @@ def git_commit(repo: Path = _REPO_ROOT) -> str | None:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def hive_size(config: Mapping[str, Any], default: int = 1) -> int:
+    """The config's ``actors`` (0: a solo hive), else an older config's ``workers``, else ``default``."""
+    for key in ("actors", "workers"):
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return default
+
+
+def overrides_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config's per-actor ``actor_overrides`` (an older config's ``worker_overrides``)."""
+    return dict(config.get("actor_overrides") or config.get("worker_overrides") or {})
+
+
 def start_document(
     config: BaseModel | Mapping[str, Any],
     *,
@@ -120,7 +134,9 @@ def start_document(
 
     Args:
         config: the resolved session settings (``hiverl.config.SessionConfig`` or its JSON dump);
-            ``env_id``, ``workers`` and ``worker_overrides`` are read from it when present.
+            ``env_id``, ``actors`` and ``actor_overrides`` (an older config's ``workers`` and
+            ``worker_overrides``) are read from it when present; a solo hive (``actors`` 0)
+            counts as one worker.
         session_id: unique id (letters, digits, ``_.-``, at most 64 characters).
         name: human-readable name (defaults to the session id).
         tags: free labels for filtering.
@@ -138,10 +154,10 @@ def start_document(
         "heartbeat_at": now,
         "updated_at": now,
         "env_id": resolved.get("env_id", ""),
-        "num_workers": int(resolved.get("workers", 1)),
+        "num_workers": max(hive_size(resolved), 1),
         "host": host_info(),
         "packages": package_versions(),
         "git_commit": git_commit(),
         "config": resolved,
-        "worker_overrides": dict(resolved.get("worker_overrides") or {}),
+        "worker_overrides": overrides_of(resolved),
     }

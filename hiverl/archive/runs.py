@@ -1,11 +1,18 @@
 """A session document from a run folder: archive a session trained without the archive.
 
 ``hiverl train`` always writes ``<run_dir>/<session>/session.json`` (id, status, resolved config,
-git commit, package versions, per-worker status) and ``events.jsonl`` (every ``episode`` and
-``train_stats`` event). :func:`document_from_run` rebuilds the full archive document from them:
-totals, results (best, final, last-100 mean, steps to the env's solve threshold), the learning
-curve (mean return of the hive's last 20 episodes against hive env steps) and each worker's
-results. ``hiverl sessions from-run`` uses it, and so does ``scripts/make_sample_archive.sh``.
+git commit, package versions, per-role status) and ``events.jsonl`` (the actors' ``episode`` and
+``train_stats`` events, the learner's ``train_stats`` and the evaluator's ``eval`` events).
+:func:`document_from_run` rebuilds the full archive document from them: totals (the actors' env
+steps and episodes, the learner's updates), results, the learning curve (mean return of the hive's
+last 20 episodes against hive env steps) and each actor's results.
+
+The best return and "solved" are the evaluator's: the best ``eval_return`` and the first ``eval``
+with ``solved`` (its hive env steps are ``steps_to_threshold``). Runs without ``eval`` events
+(older runs, or the evaluator disabled) fall back to the episode returns: the best episode and the
+first time the last 100 episodes averaged the env's ``reward_threshold``. Older runs' workers
+(``workers``, ``workers_status``, ``worker_overrides``) are read as actors.
+``hiverl sessions from-run`` uses it, and so does ``scripts/make_sample_archive.sh``.
 """
 
 from __future__ import annotations
@@ -24,10 +31,16 @@ from hiverl.archive.document import (
     downsample_indices,
     validate_document,
 )
-from hiverl.archive.facts import host_info
+from hiverl.archive.facts import hive_size, host_info, overrides_of
 
 #: The trainer's status words -> the archive's.
-STATUS_OF_RUN = {"completed": "finished", "finished": "finished", "stopped": "stopped", "failed": "crashed"}
+STATUS_OF_RUN = {
+    "completed": "finished",
+    "solved": "finished",
+    "finished": "finished",
+    "stopped": "stopped",
+    "failed": "crashed",
+}
 WINDOW = 100
 """Episodes in the last-100 mean and in the solve test (the gymnasium convention)."""
 CURVE_WINDOW = 20
@@ -81,6 +94,24 @@ def _results(returns: list[float], threshold: float | None) -> dict[str, Any]:
     }
 
 
+def _eval_results(
+    evals: list[Mapping[str, Any]], solved_steps: int | None, threshold: float | None
+) -> dict[str, Any]:
+    """The evaluator's say on the results (nothing without ``eval`` events): best and solved."""
+    if not evals:
+        return {}
+    solved = [e for e in evals if e.get("solved") is True]
+    configured = next(
+        (e["solved_return"] for e in reversed(evals) if isinstance(e.get("solved_return"), int | float)), None
+    )
+    return {
+        "best_return": max(float(e["eval_return"]) for e in evals),
+        "solved": bool(solved),
+        "steps_to_threshold": solved_steps if solved else None,
+        "solve_threshold": float(configured) if configured is not None else threshold,
+    }
+
+
 def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str = "") -> SessionDocument:
     """The archive document of the run in ``folder`` (validated).
 
@@ -99,7 +130,7 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
     threshold = solve_threshold(env_id)
     events = _read_events(folder / "events.jsonl")
 
-    # Step 1: replay the episodes in time order, tracking the hive's env steps and rolling mean.
+    # Step 1: replay the events in time order, tracking the hive's env steps and rolling mean.
     worker_steps: dict[int, int] = {}
     worker_returns: dict[int, list[float]] = {}
     window: deque[float] = deque(maxlen=WINDOW)
@@ -112,12 +143,26 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
     first_time = float(events[0]["event_time"]) if events else 0.0
     started = _time(session.get("started_at")) or _time(first_time) or dt.datetime.now(dt.UTC)
     latest_stats: dict[int, Mapping[str, Any]] = {}
+    learner_updates: int | None = None
+    evals: list[Mapping[str, Any]] = []
+    eval_solved_steps: int | None = None
     hosts: set[str] = set()
     for event in events:
-        index = int(event.get("worker_index", 0))
-        worker_steps[index] = max(worker_steps.get(index, 0), int(event.get("env_steps") or 0))
         if event.get("host"):
             hosts.add(str(event["host"]))
+        role = event.get("role")
+        if role == "learner":
+            if event["event_type"] == "train_stats" and isinstance(event.get("updates"), int):
+                learner_updates = max(learner_updates or 0, int(event["updates"]))
+            continue
+        if role == "evaluator" or event["event_type"] == "eval":
+            if event["event_type"] == "eval" and isinstance(event.get("eval_return"), int | float):
+                evals.append(event)
+                if event.get("solved") is True and eval_solved_steps is None:
+                    eval_solved_steps = sum(worker_steps.values())
+            continue
+        index = int(event.get("worker_index", 0))  # an actor (a worker of older runs)
+        worker_steps[index] = max(worker_steps.get(index, 0), int(event.get("env_steps") or 0))
         if event["event_type"] == "train_stats":
             latest_stats[index] = event
         if event["event_type"] != "episode" or event.get("episode_return") is None:
@@ -141,8 +186,18 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
             steps_to_threshold = hive_steps
     keep = downsample_indices(len(curve_steps), MAX_CURVE_POINTS)
 
-    # Step 2: totals and per-worker results (the trainer's final per-worker status wins).
-    statuses = {int(w.get("index", i)): w for i, w in enumerate(session.get("workers_status") or [])}
+    # Step 2: totals and per-actor results (the trainer's final per-role status wins).
+    roles = session.get("roles_status")
+    if roles is None:  # an older run: every row is a worker
+        rows = list(session.get("workers_status") or [])
+    else:
+        rows = [r for r in roles if r.get("role") == "actor"]
+        for r in roles:
+            if r.get("role") == "learner" and isinstance(r.get("updates"), int):
+                learner_updates = max(learner_updates or 0, int(r["updates"]))
+    if isinstance(session.get("updates"), int) and (roles is not None or learner_updates is not None):
+        learner_updates = max(learner_updates or 0, int(session["updates"]))
+    statuses = {int(w.get("index", i)): w for i, w in enumerate(rows)}
     indices = sorted(set(worker_steps) | set(statuses) | set(latest_stats))
     worker_results: list[dict[str, Any]] = []
     for index in indices:
@@ -164,7 +219,7 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
     totals = {
         "env_steps": sum(w["totals"]["env_steps"] for w in worker_results),
         "episodes": sum(w["totals"]["episodes"] for w in worker_results) or len(returns),
-        "updates": sum(w["totals"]["updates"] for w in worker_results),
+        "updates": sum(w["totals"]["updates"] for w in worker_results) + (learner_updates or 0),
     }
 
     # Step 3: status and times.
@@ -178,6 +233,7 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
     results = {
         **_results(returns, threshold),
         "steps_to_threshold": steps_to_threshold,
+        **_eval_results(evals, eval_solved_steps, threshold),
         "wall_clock_s": wall_s,
         "env_steps_per_s": totals["env_steps"] / wall_s if wall_s > 0 else None,
     }
@@ -187,11 +243,11 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
     host = host_info() if hostname in ("", socket.gethostname()) else {"hostname": hostname}
     commit = session.get("git_commit")
     model_folder = session.get("model_folder")
-    checkpoints = (
-        [{"path": str(model_folder), "kind": "final", "env_steps": totals["env_steps"]}]
-        if model_folder and Path(model_folder).exists()
-        else []
-    )
+    checkpoints: list[dict[str, Any]] = []
+    if model_folder and Path(model_folder).exists():
+        learner = Path(model_folder) / "learner.pt"  # the hive's one network (older runs: the folder)
+        path = learner if learner.is_file() else Path(model_folder)
+        checkpoints.append({"path": str(path), "kind": "final", "env_steps": totals["env_steps"]})
     versions = {k: str(v) for k, v in (session.get("versions") or {}).items() if v and k != "python"}
     return validate_document(
         {
@@ -205,12 +261,12 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
             "updated_at": updated,
             "update_seq": 1,  # above a bare start, below any live recorder's later versions
             "env_id": env_id,
-            "num_workers": int(session.get("workers") or config.get("workers") or max(len(indices), 1)),
+            "num_workers": max(hive_size(session, hive_size(config, len(indices))), 1),
             "host": host,
             "packages": versions,
             "git_commit": commit if isinstance(commit, str) and commit else None,
             "config": config,
-            "worker_overrides": dict(config.get("worker_overrides") or {}),
+            "worker_overrides": overrides_of(config),
             "totals": totals,
             "results": results,
             "learning_curve": {

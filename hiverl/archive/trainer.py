@@ -1,16 +1,22 @@
 """Recording ``hiverl train`` sessions: the trainer's documents translated into archive documents.
 
 The trainer (``game/trainer.py``) calls its :class:`hiverl.events.SessionRecorder` with its own
-vocabulary: the ``session.json`` document at start, ``{"env_steps", "workers_status": [...]}``
-progress at each heartbeat, and status ``completed`` / ``stopped`` / ``failed`` at the end.
-:class:`TrainerRecorder` wraps a :class:`~hiverl.archive.store.SessionArchive` and translates:
+vocabulary: the ``session.json`` document at start, ``{"env_steps", "updates", "best_eval_return",
+"solved", "roles_status": [...]}`` progress at each heartbeat, and status ``completed`` /
+``solved`` / ``stopped`` / ``failed`` at the end. :class:`TrainerRecorder` wraps a
+:class:`~hiverl.archive.store.SessionArchive` and translates:
 
 * start: the archive start document (host, GPUs, packages, git commit, full config);
-* heartbeat: totals, per-worker results, the hive's last-100 mean return (episode-weighted mean of
-  the workers' own last-100 means) and one learning-curve point per heartbeat;
+* heartbeat: totals (the actors' env steps and episodes, the learner's updates), per-actor
+  results (the archive's ``worker_results``), the best return (the evaluator's best eval return;
+  without an evaluator the best last return of any actor), ``solved``, the hive's last-100 mean
+  return (episode-weighted mean of the actors' own last-100 means) and one learning-curve point
+  per heartbeat;
 * finish: the whole document rebuilt from the run folder's ``events.jsonl`` (exact best/final
   returns, steps to the solve threshold, the full learning curve) when the folder is readable,
-  else from the last progress.
+  else from the last progress. ``solved`` is archived as ``finished``.
+
+Progress of older trainers (``workers_status`` instead of ``roles_status``) is still understood.
 
 Usage (``hiverl train``): ``Trainer(config, ..., recorder=TrainerRecorder(SessionArchive()))``.
 """
@@ -33,22 +39,31 @@ _FROM_RUN = ("totals", "results", "learning_curve", "worker_results", "checkpoin
 
 
 def progress_update(progress: Mapping[str, Any], best_so_far: float | None = None) -> dict[str, Any]:
-    """The archive update for the trainer's ``{"env_steps", "workers_status": [...]}`` progress.
+    """The archive update for the trainer's ``{"env_steps", "updates", "roles_status": [...]}`` progress.
 
-    ``best_so_far`` (the best return seen by earlier heartbeats) is kept if no worker beat it.
+    The actors' rows become ``worker_results``; the learner's updates are added to the totals.
+    ``best_so_far`` (the best return seen by earlier heartbeats) is kept if nothing beat it.
     """
-    workers: Sequence[Mapping[str, Any]] = progress.get("workers_status") or []
+    roles: Sequence[Mapping[str, Any]] | None = progress.get("roles_status")
+    if roles is None:  # an older trainer: every row is a worker that learns too
+        actors: Sequence[Mapping[str, Any]] = progress.get("workers_status") or []
+        learner: Mapping[str, Any] = {}
+        evaluator: Mapping[str, Any] | None = None
+    else:
+        actors = [r for r in roles if r.get("role") == "actor"]
+        learner = next((r for r in roles if r.get("role") == "learner"), {})
+        evaluator = next((r for r in roles if r.get("role") == "evaluator"), None)
     worker_results: list[dict[str, Any]] = []
     weighted, weight = 0.0, 0
     best = best_so_far
-    for i, w in enumerate(workers):
+    for i, w in enumerate(actors):
         episodes = int(w.get("episodes") or 0)
         mean100 = w.get("mean_return_100")
         last = w.get("last_return")
         if isinstance(mean100, int | float) and episodes:
             weighted += float(mean100) * min(episodes, 100)
             weight += min(episodes, 100)
-        if isinstance(last, int | float):
+        if evaluator is None and isinstance(last, int | float):
             best = float(last) if best is None else max(best, float(last))
         worker_results.append(
             {
@@ -66,8 +81,15 @@ def progress_update(progress: Mapping[str, Any], best_so_far: float | None = Non
                 },
             }
         )
+    if evaluator is not None:  # the best return is the evaluator's
+        evaluated = progress.get("best_eval_return", evaluator.get("best_eval_return"))
+        if isinstance(evaluated, int | float):
+            best = float(evaluated) if best is None else max(best, float(evaluated))
     env_steps = int(progress.get("env_steps") or sum(r["totals"]["env_steps"] for r in worker_results))
+    learner_updates = max(int(progress.get("updates") or 0), int(learner.get("updates") or 0))
     results: dict[str, Any] = {"best_return": best}
+    if evaluator is not None or progress.get("solved"):
+        results["solved"] = bool(progress.get("solved"))
     if weight:
         results["last100_mean_return"] = weighted / weight
     wall = progress.get("wall_s")
@@ -78,7 +100,7 @@ def progress_update(progress: Mapping[str, Any], best_so_far: float | None = Non
         "totals": {
             "env_steps": env_steps,
             "episodes": sum(r["totals"]["episodes"] for r in worker_results),
-            "updates": sum(r["totals"]["updates"] for r in worker_results),
+            "updates": sum(r["totals"]["updates"] for r in worker_results) + learner_updates,
         },
         "results": results,
         "worker_results": worker_results,
@@ -122,11 +144,11 @@ class TrainerRecorder:
         return update
 
     def heartbeat(self, session_id: str, update: Mapping[str, Any]) -> None:
-        """``update``: the trainer's progress (``env_steps``, ``workers_status``)."""
+        """``update``: the trainer's progress (``env_steps``, ``updates``, ``roles_status``, ...)."""
         self.archive.heartbeat(session_id, self._update(session_id, update))
 
     def finish(self, session_id: str, status: str, update: Mapping[str, Any]) -> None:
-        """``status``: ``completed``, ``stopped`` or ``failed`` (or an archive status)."""
+        """``status``: ``completed``, ``solved``, ``stopped`` or ``failed`` (or an archive status)."""
         final = self._update(session_id, update)
         folder = self._run_folders.pop(session_id, None)
         if folder is not None and (folder / "session.json").exists():

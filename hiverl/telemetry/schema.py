@@ -36,11 +36,13 @@ TIMESTAMP_FIELD: Final = "@timestamp"
 EVENT_TYPES: Final[dict[str, str]] = {
     "episode": TRAINING_LOG_TOPIC,
     "train_stats": TRAINING_LOG_TOPIC,
+    "eval": TRAINING_LOG_TOPIC,
     "memory_stats": MEMORY_MONITORING_TOPIC,
 }
 
-_ALL = ("episode", "train_stats", "memory_stats")
+_ALL = ("episode", "train_stats", "eval", "memory_stats")
 _TRAINING = ("episode", "train_stats")
+_EVAL = ("eval",)
 _MEMORY = ("memory_stats",)
 _STATS = ("train_stats", "memory_stats")
 
@@ -63,17 +65,19 @@ class Field:
 FIELDS: Final[tuple[Field, ...]] = (
     # -- envelope (every event) -----------------------------------------------------------------
     Field("schema_version", "integer", "-", "event schema version", _ALL, required=True),
-    Field("event_type", "keyword", "-", "episode, train_stats or memory_stats", _ALL, required=True),
+    Field("event_type", "keyword", "-", "episode, train_stats, eval or memory_stats", _ALL, required=True),
     Field("event_time", "double", "s", "when the event happened, Unix epoch seconds", _ALL, required=True),
     Field(TIMESTAMP_FIELD, "date", "ms", "event_time as a date, added at indexing time", _ALL),
     Field("session_id", "keyword", "-", "session the event belongs to (Kafka key part)", _ALL, required=True),
-    Field("worker_index", "integer", "-", "0-based worker index in the hive (Kafka key part)", _ALL),
-    Field("worker_id", "keyword", "-", "stable worker identifier (host-pid or container)", _ALL),
+    Field(
+        "worker_index", "integer", "-", "0-based actor index in the hive (Kafka key part; actors only)", _ALL
+    ),
+    Field("worker_id", "keyword", "-", "stable process identifier (host-pid-role)", _ALL),
     Field("host", "keyword", "-", "host name of the producer", _ALL),
     Field("env_id", "keyword", "-", "gymnasium environment id", _ALL),
     # -- training_log: step counters (episode and train_stats) -----------------------------------
-    Field("env_steps", "long", "steps", "environment steps taken by this worker so far", _TRAINING),
-    Field("updates", "long", "updates", "gradient updates made by this worker so far", _TRAINING),
+    Field("env_steps", "long", "steps", "environment steps taken by this actor so far", _TRAINING),
+    Field("updates", "long", "updates", "learning steps the learner has made so far", _TRAINING + _EVAL),
     Field("epsilon", "double", "-", "exploration rate of the ε-greedy policy", _TRAINING),
     # -- training_log: episode ------------------------------------------------------------------
     Field("episode", "long", "episodes", "episode number within this worker (0-based)", ("episode",)),
@@ -86,25 +90,23 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("mean_q", "double", "reward", "mean Q value of the sampled actions", ("train_stats",)),
     Field("td_error", "double", "reward", "mean absolute TD error of sampled transitions", ("train_stats",)),
     Field("learning_rate", "double", "-", "optimizer learning rate", ("train_stats",)),
-    Field("env_steps_per_s", "double", "steps/s", "environment steps per second (worker)", ("train_stats",)),
-    Field("updates_per_s", "double", "updates/s", "gradient updates per second (worker)", ("train_stats",)),
-    Field("episodes", "long", "episodes", "episodes finished by this worker so far", ("train_stats",)),
-    Field(
-        "last_return", "double", "reward", "return of the worker's last finished episode", ("train_stats",)
-    ),
+    Field("env_steps_per_s", "double", "steps/s", "environment steps per second (actor)", ("train_stats",)),
+    Field("updates_per_s", "double", "updates/s", "learning steps per second (learner)", ("train_stats",)),
+    Field("episodes", "long", "episodes", "episodes finished by this actor so far", ("train_stats",)),
+    Field("last_return", "double", "reward", "return of the actor's last finished episode", ("train_stats",)),
     Field("mean_return_100", "double", "reward", "mean return of the last 100 episodes", _TRAINING),
     Field(
         "memory_time_share",
         "double",
         "-",
-        "share of wall time spent in replay memory calls",
+        "share of wall time spent waiting on the memory or the rate limiter",
         ("train_stats",),
     ),
     Field(
         "memory_writes",
         "long",
         "transitions",
-        "transitions the whole hive wrote to the worker's memory, as the worker last saw (its pace clock)",
+        "transitions the whole hive has inserted into the memory (the rate limiter's count)",
         ("train_stats",),
     ),
     # -- memory_monitoring: memory_stats (one event per shard per poll, plus a total) -------------
@@ -130,6 +132,29 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("redis_used_memory", "long", "bytes", "Redis INFO used_memory of the shard's server", _MEMORY),
     Field("redis_connected_clients", "integer", "-", "Redis INFO connected_clients", _MEMORY),
     # -- producer health (added by the Kafka sink to periodic stats events) ----------------------
+    # -- the learner/actor hive: role, weights, rate limiter, evaluator ---------------------------
+    Field("role", "keyword", "-", "learner, actor or evaluator", _TRAINING + _EVAL),
+    Field(
+        "weights_version",
+        "long",
+        "-",
+        "version of the published weights the process plays or has just published",
+        _TRAINING + _EVAL,
+    ),
+    Field("learner_samples", "long", "transitions", "transitions the learner has sampled", ("train_stats",)),
+    Field(
+        "samples_per_insert",
+        "double",
+        "-",
+        "measured learn/insert ratio: learner_samples / (memory_writes - min_size)",
+        ("train_stats",),
+    ),
+    Field("eval_return", "double", "reward", "mean return of the evaluator's greedy episodes", _EVAL),
+    Field("eval_return_min", "double", "reward", "lowest return of the round", _EVAL),
+    Field("eval_return_max", "double", "reward", "highest return of the round", _EVAL),
+    Field("eval_episodes", "integer", "episodes", "greedy episodes in the round", _EVAL),
+    Field("solved", "boolean", "-", "the round confirmed the solved return", _EVAL),
+    Field("solved_return", "double", "reward", "mean return that counts as solved", _EVAL),
     Field("telemetry_dropped_total", "long", "events", "events the producer dropped (spool full)", _STATS),
     Field("telemetry_spooled", "long", "events", "events waiting in the producer's disk spool", _STATS),
 )
