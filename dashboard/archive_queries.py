@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dashboard.outage import OutageGuard
+from hiverl.archive.facts import hive_size
 
 MAX_SESSIONS = 5000
 
@@ -121,7 +122,7 @@ def row(document: Mapping[str, Any]) -> dict[str, Any]:
         "tags": doc.get("tags") or [],
         "started_at": to_epoch_s(document.get("started_at")),
         "ended_at": to_epoch_s(document.get("ended_at")),
-        "workers": doc.get("num_workers"),
+        "actors": hive_size(doc.get("config") or {}, doc.get("num_workers") or 1),
         "host": host.get("hostname") if isinstance(host, Mapping) else host,
         "config": flatten(doc.get("config") or {}),
         "results": flatten({**(doc.get("results") or {}), **_totals(doc)}),

@@ -19,12 +19,17 @@ from hiverl.telemetry.schema import TIMESTAMP_FIELD, alias_name
 
 #: Time field of every indexed event (epoch seconds ``event_time`` becomes this date).
 TIME_FIELD = TIMESTAMP_FIELD
-#: Fields charted per worker from ``train_stats`` events.
+#: Fields charted per actor from ``train_stats`` events (the learner's too: loss, updates/s).
 TRAIN_FIELDS = ("loss", "epsilon", "env_steps_per_s", "updates_per_s")
+#: Series label of the learner's ``train_stats`` (which have no ``worker_index``).
+LEARNER = "learner"
+_NO_INDEX = -1
+#: Field of the evaluator's ``eval`` events charted against time.
+EVAL_FIELD = "eval_return"
 #: Fields charted from ``memory_stats`` events: the whole memory's (``shard == -1``) totals.
 MEMORY_FIELDS = ("size", "bytes_used", "insert_rate", "sample_rate")
 WHOLE_MEMORY_SHARD = -1
-#: Field of ``episode`` events charted per worker, with a moving average.
+#: Field of ``episode`` events charted per actor, with a moving average.
 RETURN_FIELD = "episode_return"
 MAX_POINTS = 2000
 MAX_WORKERS = 256
@@ -73,6 +78,11 @@ def _buckets(agg: dict[str, Any], name: str) -> list[tuple[float, float, int]]:
     ]
 
 
+def _series(agg: dict[str, Any], name: str) -> Series:
+    """The ``t`` histogram of a filter aggregation as a series (empty without one)."""
+    return [[t, v] for t, v, _ in _buckets(agg["t"], name)] if "t" in agg else []
+
+
 class TelemetryQueries:
     """Read-only queries on the telemetry aliases; every call raises :class:`ServiceDown` on outage."""
 
@@ -97,7 +107,7 @@ class TelemetryQueries:
 
     # -- sessions seen in telemetry ------------------------------------------------------------
     def recent_sessions(self, within_s: float = 120.0, now_s: float | None = None) -> list[dict[str, Any]]:
-        """Sessions with events in the last ``within_s`` seconds: id, env, workers, last event."""
+        """Sessions with events in the last ``within_s`` seconds: id, env, actors, last event."""
         end_ms = (now_s or time.time()) * 1000
         body = {
             "size": 0,
@@ -109,7 +119,7 @@ class TelemetryQueries:
                         "last": {"max": {"field": TIME_FIELD}},
                         "first": {"min": {"field": TIME_FIELD}},
                         "env": {"terms": {"field": "env_id", "size": 1}},
-                        "workers": {"cardinality": {"field": "worker_index"}},
+                        "actors": {"cardinality": {"field": "worker_index"}},
                     },
                 }
             },
@@ -122,7 +132,7 @@ class TelemetryQueries:
                 {
                     "session_id": bucket["key"],
                     "env_id": env_buckets[0]["key"] if env_buckets else None,
-                    "workers": bucket["workers"]["value"],
+                    "actors": bucket["actors"]["value"],
                     "first_event_ms": bucket["first"]["value"],
                     "last_event_ms": bucket["last"]["value"],
                 }
@@ -159,9 +169,11 @@ class TelemetryQueries:
     ) -> dict[str, Any]:
         """Downsampled series of one session between ``start_ms`` and ``end_ms`` (epoch ms).
 
-        Returns ``{"start_ms", "end_ms", "interval_ms", "workers": {field: {worker: Series}},
-        "memory": {field: Series}, "event_count"}`` where the worker fields are
-        ``episode_return``, ``episode_return_ma`` and :data:`TRAIN_FIELDS`.
+        Returns ``{"start_ms", "end_ms", "interval_ms", "workers": {field: {label: Series}},
+        "eval": {"eval_return": Series}, "memory": {field: Series}, "event_count"}`` where the
+        ``workers`` fields are ``episode_return``, ``episode_return_ma`` and :data:`TRAIN_FIELDS`,
+        labelled by actor index (``"0"``, ``"1"``, ...) or :data:`LEARNER` for the learner's
+        ``train_stats``; ``eval`` holds the evaluator's mean greedy return per time bucket.
         """
         points = max(10, min(points, MAX_POINTS))
         if start_ms is None or end_ms is None:
@@ -192,10 +204,15 @@ class TelemetryQueries:
                     "filter": {"term": {"event_type": "train_stats"}},
                     "aggs": {
                         "by_worker": {
-                            **per_worker,
+                            # the learner's stats have no worker_index: bucketed as -1
+                            "terms": {**per_worker["terms"], "missing": _NO_INDEX},
                             "aggs": {"t": _histogram(TRAIN_FIELDS, interval, start_ms, end_ms)},
                         }
                     },
+                },
+                "evals": {
+                    "filter": {"term": {"event_type": "eval"}},
+                    "aggs": {"t": _histogram([EVAL_FIELD], interval, start_ms, end_ms)},
                 },
             },
         }
@@ -210,7 +227,7 @@ class TelemetryQueries:
             workers[RETURN_FIELD][label] = [[t, v] for t, v, _ in means]
             workers[f"{RETURN_FIELD}_ma"][label] = moving_average(means, ma_window)
         for bucket in aggs.get("train", {}).get("by_worker", {}).get("buckets", []):
-            label = str(bucket["key"])
+            label = LEARNER if int(bucket["key"]) == _NO_INDEX else str(bucket["key"])
             for name in TRAIN_FIELDS:
                 workers[name][label] = [[t, v] for t, v, _ in _buckets(bucket["t"], name)]
         memory_body = {
@@ -238,13 +255,14 @@ class TelemetryQueries:
             "end_ms": end_ms,
             "interval_ms": interval,
             "workers": workers,
+            "eval": {EVAL_FIELD: _series(aggs.get("evals", {}), EVAL_FIELD)},
             "memory": memory,
             "event_count": total.get("value", 0) if isinstance(total, dict) else int(total or 0),
         }
 
     # -- comparing sessions ----------------------------------------------------------------
     def learning_curves(self, session_ids: Sequence[str], points: int = 200) -> dict[str, Series]:
-        """Mean episode return (all workers) against seconds since each session's first event."""
+        """Mean episode return (all actors) against seconds since each session's first event."""
         points = max(10, min(points, MAX_POINTS))
         bounds = self.time_bounds(session_ids)
         curves: dict[str, Series] = {}

@@ -2,8 +2,8 @@
 
 A session started here is exactly the session a user would start in a terminal: the dashboard
 runs ``hiverl train <flags> --session <id>`` as a child process in its own process group, and
-stops it the way a user does, with SIGINT (Ctrl-C) to the group, so the workers save their
-checkpoints and the archive records the session as stopped.
+stops it the way a user does, with SIGINT (Ctrl-C) to the group, so the learner saves its
+checkpoint and the archive records the session as stopped.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class TrainingLauncher:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group: SIGINT reaches the workers too
+                    start_new_session=True,  # its own process group: SIGINT reaches every role process too
                     env={**os.environ, **(self.env or {})},
                 )
             finally:

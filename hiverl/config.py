@@ -53,7 +53,7 @@ class AgentSettings(_Section):
 
     gamma: float = Field(default=0.99, gt=0.0, le=1.0, description="Discount factor per env step.")
     n_step: int = Field(default=3, ge=1, le=20, description="Steps aggregated into one stored transition.")
-    lr: float = Field(default=5e-4, gt=0.0, le=1.0, description="Adam learning rate.")
+    lr: float = Field(default=1e-3, gt=0.0, le=1.0, description="Adam learning rate.")
     adam_eps: float = Field(default=1e-5, gt=0.0, description="Adam epsilon.")
     batch_size: int = Field(default=64, ge=1, le=4096, description="Transitions per learning step.")
     target_update_interval: int = Field(
@@ -65,7 +65,7 @@ class AgentSettings(_Section):
     max_grad_norm: float = Field(default=10.0, gt=0.0, description="Global gradient-norm clip.")
     huber_delta: float = Field(default=1.0, gt=0.0, description="Huber loss threshold.")
     hidden_sizes: tuple[int, ...] = Field(
-        default=(256, 256), description="MLP layer widths (vector observations)."
+        default=(128, 128), description="MLP layer widths (vector observations)."
     )
     dueling: bool = Field(default=True, description="Dueling value/advantage head.")
     double: bool = Field(default=True, description="Double DQN target (online argmax, target value).")
@@ -89,7 +89,7 @@ class LearnerSettings(_Section):
     """The hive's one learner: how fast it consumes the memory, publishes weights and checkpoints."""
 
     samples_per_insert: float = Field(
-        default=16.0,
+        default=8.0,
         gt=0.0,
         le=4096.0,
         description=(

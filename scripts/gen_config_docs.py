@@ -39,7 +39,7 @@ OTHER_VARIABLES: dict[str, str] = {
     "HIVERL_HOME": "Runtime state: spools, dashboard accounts, service data (`~/.hiverl` or `<repo>/var`).",
     "HIVERL_CACHE": "Downloads and builds of the local services (default `~/.cache/hiverl`).",
     "HIVERL_USER_PASSWORD": "Password for `hiverl users add/passwd` when `--password-stdin` is not given.",
-    "HIVERL_WORKER_INDEX": "Set by `python -m game.worker_index run` for the worker command: its index.",
+    "HIVERL_ACTOR_INDEX": "Set by `python -m game.worker_index run` for the actor command: its index.",
     "HIVERL_WORKER_HOLDER": "Name of a replica claiming a worker index (default: the host name).",
     "JAVA_HOME": "JDK for the local Kafka and Elasticsearch (`hiverl services`), when not found otherwise.",
     "ES_JAVA_HOME": "JDK for the local Elasticsearch (tried before `JAVA_HOME`).",

@@ -32,9 +32,9 @@ for run in "${RUNS[@]}"; do
   session="sample-cartpole-$name"
   echo "== $session ($settings)"
   # shellcheck disable=SC2086  # settings are several flags
-  "$HIVERL" train --env CartPole-v1 --workers 2 --steps "$STEPS" --seed 1 --no-live \
+  "$HIVERL" train --env CartPole-v1 --actors 2 --steps "$STEPS" --seed 1 --no-live \
     --session "$session" --set run_dir="$WORK/runs" --set model_dir="$WORK/models" \
-    --set exploration.decay_steps=2000 --set agent.learning_starts=500 $settings > "$WORK/$name.log"
+    --set evaluator.stop_when_solved=false $settings > "$WORK/$name.log"
   "$HIVERL" sessions from-run "$WORK/runs/$session" --tag sample --tag cartpole --out "$WORK/cartpole.jsonl"
 done
 mv "$WORK/cartpole.jsonl" "$OUT"

@@ -73,7 +73,7 @@ document.addEventListener("DOMContentLoaded", () => {
         if (box.checked) ticked.add(r.session_id); else ticked.delete(r.session_id);
         updateCurves();
       });
-      const cells = [box, r.session_id, r.env_id, r.status, hive.formatDate(r.started_at), r.workers,
+      const cells = [box, r.session_id, r.env_id, r.status, hive.formatDate(r.started_at), r.actors,
                      (r.tags || []).join(", "), hive.formatNumber(r.config[hpName]), hive.formatNumber(r.results[resName])];
       for (const c of cells) {
         const td = document.createElement("td");
@@ -161,7 +161,7 @@ document.addEventListener("DOMContentLoaded", () => {
       fillSelect(form.tag, facets.tags, undefined, "any");
       fillSelect(form.hp_name, facets.hyperparameters, undefined, "—");
       fillSelect(form.result_name, facets.results, undefined, "—");
-      const preferredX = ["agent.lr", "agent.gamma", "workers"].find((n) => facets.hyperparameters.includes(n));
+      const preferredX = ["agent.lr", "agent.gamma", "actors", "workers"].find((n) => facets.hyperparameters.includes(n));
       fillSelect(scatterX, facets.hyperparameters, preferredX ?? facets.hyperparameters[0]);
       fillSelect(scatterY, facets.results, facets.results[0]);
     }

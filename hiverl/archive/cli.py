@@ -18,6 +18,7 @@ from rich.console import Console
 
 from hiverl.archive.compare import RESULT_FIELDS, config_table, fmt, plot_learning_curves, results_table
 from hiverl.archive.document import STATUSES, ArchiveValidationError, from_stored, to_json_ready
+from hiverl.archive.facts import hive_size
 from hiverl.archive.query import Range, SessionQuery
 from hiverl.archive.settings import ArchiveError, ArchiveSettings
 
@@ -159,7 +160,7 @@ def list_sessions(
         "env",
         "status",
         "started (UTC)",
-        "workers",
+        "actors",
         "env steps",
         "best",
         "last100",
@@ -175,7 +176,7 @@ def list_sessions(
             s.env_id,
             s.status,
             s.started_at.strftime("%Y-%m-%d %H:%M"),
-            str(s.num_workers),
+            str(hive_size(s.config, s.num_workers)),
             str(s.totals.env_steps),
             fmt(r.best_return),
             fmt(r.last100_mean_return),

@@ -10,6 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from hiverl.archive.document import Results, SessionDocument
+from hiverl.archive.facts import hive_size
 
 #: Result fields shown by ``list`` and ``compare``, in this order.
 RESULT_FIELDS = tuple(Results.model_fields)
@@ -85,7 +86,7 @@ def results_table(sessions: Sequence[SessionDocument]) -> Table:
         ("status", [s.status for s in sessions]),
         ("env_id", [s.env_id for s in sessions]),
         ("started_at", [s.started_at.strftime("%Y-%m-%d %H:%M") for s in sessions]),
-        ("workers", [s.num_workers for s in sessions]),
+        ("actors", [hive_size(s.config, s.num_workers) for s in sessions]),
     ]
     rows += [
         (f"totals.{k}", [getattr(s.totals, k) for s in sessions])

@@ -45,8 +45,8 @@ def make_document(session_id: str | None = None, **fields: Any) -> dict[str, Any
         "num_workers": 2,
         "host": {"hostname": "testhost", "cpu_count": 2},
         "packages": {"hiverl": "0.1.0"},
-        "config": {"env_id": "CartPole-v1", "workers": 2, "agent": {"lr": 5e-4, "gamma": 0.99}},
-        "worker_overrides": {"1": {"agent": {"lr": 1e-3}}},
+        "config": {"env_id": "CartPole-v1", "actors": 2, "agent": {"lr": 5e-4, "gamma": 0.99}},
+        "worker_overrides": {"1": {"exploration": {"end": 0.1}}},
     }
     document.update(fields)
     return document

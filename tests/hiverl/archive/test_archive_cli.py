@@ -45,7 +45,7 @@ def filled(archive: SessionArchive, new_document: Doc) -> SessionArchive:
                 heartbeat_at=started + dt.timedelta(minutes=10),
                 updated_at=started + dt.timedelta(minutes=10),
                 ended_at=started + dt.timedelta(minutes=10),
-                config={"env_id": env, "agent": {"lr": lr, "gamma": 0.99}, "workers": 2},
+                config={"env_id": env, "agent": {"lr": lr, "gamma": 0.99}, "actors": 2},
                 results={"best_return": best, "last100_mean_return": None if best is None else best * 0.8},
                 totals={"env_steps": 20_000},
                 learning_curve={"env_steps": steps, "mean_return": [top * i / 20 for i in range(1, 21)]},

@@ -292,12 +292,24 @@ def test_start_document_describes_this_machine_and_validates(monkeypatch: pytest
 
     monkeypatch.setattr(facts, "gpu_names", lambda: [])  # importing torch only to learn there is no GPU: slow
 
-    config = SessionConfig.model_validate({"workers": 3, "worker_overrides": {2: {"agent": {"lr": 1e-3}}}})
+    config = SessionConfig.model_validate({"actors": 3, "actor_overrides": {2: {"exploration": {"end": 0.1}}}})
     raw = start_document(config, session_id="facts-1", tags=["probe"])
     doc = validate_document(raw)
     assert doc.num_workers == 3 and doc.env_id == "CartPole-v1"
-    assert doc.worker_overrides == {"2": {"agent": {"lr": 1e-3}}}
+    assert doc.worker_overrides == {"2": {"exploration": {"end": 0.1}}}
     assert doc.config["agent"]["lr"] == config.agent.lr
     assert doc.host.hostname and doc.host.cpu_count and doc.host.python.startswith("3.")
     assert "numpy" in doc.packages and "pydantic" in doc.packages
     assert doc.git_commit is None or len(doc.git_commit.split("-")[0]) == 40
+
+
+def test_start_document_of_a_solo_hive_and_of_an_older_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hiverl.archive import facts
+
+    monkeypatch.setattr(facts, "gpu_names", lambda: [])
+    monkeypatch.setattr(facts, "package_versions", lambda: {})
+    solo = validate_document(start_document({"env_id": "CartPole-v1", "actors": 0}, session_id="solo"))
+    assert solo.num_workers == 1  # one process acts and learns
+    older = {"env_id": "CartPole-v1", "workers": 4, "worker_overrides": {"3": {"agent": {"lr": 1e-3}}}}
+    old = validate_document(start_document(older, session_id="older"))
+    assert old.num_workers == 4 and old.worker_overrides == {"3": {"agent": {"lr": 1e-3}}}
