@@ -190,7 +190,8 @@ def main() -> None:
     print()
     print(
         f"hive median {_fmt(hive_median, '.1f')} s · solo median {_fmt(solo_median, '.1f')} s · ratio "
-        f"{_fmt(summary['ratio_hive_over_solo'], '.2f')} (targets: every seed solves, ratio <= 0.6, hive <= 45 s)"
+        f"{_fmt(summary['ratio_hive_over_solo'], '.2f')}"
+        " (targets: every seed solves, ratio <= 0.6, hive <= 45 s)"
     )
     print(json.dumps(summary, default=float))
 

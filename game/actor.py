@@ -26,8 +26,8 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -182,7 +182,7 @@ class Actor:
         return retrying(lambda: self.board.fetch(self.weights_version), self._stopping, self.on_outage)
 
     def _insert(self, transitions: list[NStepTransition]) -> None:
-        """Step 5: initial priorities from this actor's network, then insert + count on a background thread."""
+        """Step 5: initial priorities from this actor's network; insert and count in the background."""
         batch = stack_transitions(transitions, self.spec.obs_dtype, self.writer_id, None)
 
         def tensor(array: np.ndarray) -> torch.Tensor:

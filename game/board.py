@@ -100,7 +100,7 @@ class Board:
         return self._state(self.client.hmget(self.key, *_SMALL_FIELDS))
 
     def add_inserts(self, count: int) -> BoardState:
-        """Count ``count`` inserted transitions and poll, in one round trip (what an actor does per insert)."""
+        """Count ``count`` inserted transitions and poll, in one round trip (an actor, per insert)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hincrby(self.key, "inserts", count)
         pipe.hmget(self.key, *_SMALL_FIELDS)

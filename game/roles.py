@@ -8,6 +8,7 @@ process (:func:`run_role`) and relays their events; in containers each runs alon
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import traceback
@@ -21,6 +22,7 @@ from hiverl.config import SessionConfig, config_from_dict
 from hiverl.events import EventSink
 
 Role = Literal["learner", "actor", "evaluator"]
+PLAYER_NICENESS = 5  # scheduling priority of actors and the evaluator below the learner
 StatusCallback = Callable[[str, dict[str, Any]], None]
 
 
@@ -122,6 +124,10 @@ def run_in_process(
 def run_role(context: RoleContext, connection: Connection, stop: EventType) -> None:
     """Process entry point: run one role; messages to the trainer go through ``connection``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer handles Ctrl-C and sets ``stop``
+    if context.role != "learner":
+        # The learner is the hive's critical path: where cores are scarce, actors (held back by the
+        # rate limiter anyway) and the evaluator yield the CPU to it.
+        os.nice(PLAYER_NICENESS)
     terminate = threading.Event()  # SIGTERM stops this process only, not the hive
     signal.signal(signal.SIGTERM, lambda *_: terminate.set())
 

@@ -223,7 +223,9 @@ class SessionConfig(BaseSettings):
     )
     seed: int = Field(default=0, ge=0, description="Base seed; actor i uses seed + 1000*(i+1).")
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N.")
-    actor_device: str = Field(default="cpu", description="Device the actors play on (auto, cpu, cuda, cuda:N).")
+    actor_device: str = Field(
+        default="cpu", description="Device the actors play on (auto, cpu, cuda, cuda:N)."
+    )
     torch_threads: int = Field(default=1, ge=1, description="Torch intra-op threads per process.")
     stats_interval_s: float = Field(default=1.0, gt=0.0, description="Seconds between train_stats events.")
     max_restarts: int = Field(default=3, ge=0, description="Restarts of a crashed process before giving up.")
@@ -254,9 +256,8 @@ class SessionConfig(BaseSettings):
     def _check_actors(self) -> SessionConfig:
         for index, override in self.actor_overrides.items():
             if not 0 <= index < max(self.actors, 1):
-                raise ValueError(
-                    f"actor_overrides has index {index}, allowed actor indices are 0..{max(self.actors, 1) - 1}"
-                )
+                last = max(self.actors, 1) - 1
+                raise ValueError(f"actor_overrides has index {index}, allowed actor indices are 0..{last}")
             bad = set(override) - ACTOR_OVERRIDABLE
             if bad:
                 given = ", ".join(f"{name}={override[name]!r}" for name in sorted(bad))

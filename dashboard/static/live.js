@@ -22,9 +22,13 @@ document.addEventListener("DOMContentLoaded", () => {
   let wanted = params.get("session") || "";
   let busy = false;
 
+  // Series keyed by actor index ("0", "1", ...) or "learner" (the learner's train_stats).
+  const LEARNER = "learner";
+  const order = (key) => (key === LEARNER ? -1 : Number(key));
   function perWorker(series, opts = {}) {
-    return Object.keys(series || {}).sort((a, b) => Number(a) - Number(b)).map((worker) => ({
-      label: `worker ${worker}`, points: series[worker], color: hive.color(Number(worker)), ...opts,
+    return Object.keys(series || {}).sort((a, b) => order(a) - order(b)).map((key) => ({
+      label: key === LEARNER ? LEARNER : `actor ${key}`, points: series[key],
+      color: key === LEARNER ? "#222222" : hive.color(Number(key)), ...opts,
     }));
   }
 
@@ -78,10 +82,12 @@ document.addEventListener("DOMContentLoaded", () => {
       }
       hive.reportDown("live", data.down);
       const w = data.workers;
+      const evals = (data.eval && data.eval.eval_return) || [];
       let count = 0;
       count += hive.setSeries(charts.ret, [
         ...perWorker(w.episode_return, { showLine: false, pointRadius: 1.5, borderWidth: 0 }).map((s) => ({ ...s, label: s.label + " return" })),
         ...perWorker(w.episode_return_ma, { borderWidth: 2 }).map((s) => ({ ...s, label: s.label + " avg" })),
+        ...(evals.length ? [{ label: "evaluator (greedy)", points: evals, color: "#222222", borderWidth: 3 }] : []),
       ]);
       count += hive.setSeries(charts.loss, perWorker(w.loss));
       count += hive.setSeries(charts.epsilon, perWorker(w.epsilon));
@@ -97,7 +103,8 @@ document.addEventListener("DOMContentLoaded", () => {
         { label: "sample/s", points: m.sample_rate, color: hive.color(3) },
       ]);
       document.getElementById("live-empty").hidden = data.event_count > 0;
-      info.textContent = `${data.event_count.toLocaleString()} events · bucket ${(data.interval_ms / 1000).toFixed(0)} s · updated ${hive.formatTime(Date.now())}`;
+      const lastEval = evals.length ? ` · eval return ${evals[evals.length - 1][1].toFixed(1)}` : "";
+      info.textContent = `${data.event_count.toLocaleString()} events${lastEval} · bucket ${(data.interval_ms / 1000).toFixed(0)} s · updated ${hive.formatTime(Date.now())}`;
       info.dataset.events = String(data.event_count);
       info.dataset.points = String(count);
     } finally {

@@ -175,19 +175,57 @@ def training_events(
     session_id: str,
     start_s: float,
     seconds: int,
-    workers: int = 2,
+    actors: int = 2,
     env_id: str = "CartPole-v1",
     first_step: int = 0,
 ) -> list[dict[str, Any]]:
-    """One episode and one train_stats event per worker per second (steps ``first_step`` on, one a
-    second from ``start_s``), and the memory's totals (shard -1) and its one shard."""
+    """A hive's telemetry, one second at a time (steps ``first_step`` on, one a second from
+    ``start_s``): one episode and one train_stats event per actor, one
+    train_stats event of the learner (no worker_index), every 10th second an ``eval`` event of the
+    evaluator, and the memory's totals (shard -1) and its one shard (memory_monitoring).
+
+    Training-log events per session: ``seconds * (2 * actors + 1)`` plus one per 10 seconds."""
     from hiverl.events import envelope
 
     events = []
     for t in range(first_step, first_step + seconds):
         now = start_s + t - first_step
-        for w in range(workers):
-            common: dict[str, Any] = {"session_id": session_id, "worker_index": w, "env_id": env_id}
+        learner = envelope(
+            "train_stats",
+            session_id=session_id,
+            env_id=env_id,
+            role="learner",
+            loss=1.0 / (1 + t),
+            updates_per_s=50.0,
+            updates=10 * t,
+            weights_version=t,
+        )
+        learner["event_time"] = now + 0.05
+        events.append(learner)
+        if t % 10 == 0:
+            evaluation = envelope(
+                "eval",
+                session_id=session_id,
+                env_id=env_id,
+                role="evaluator",
+                eval_return=float(20 + t),
+                eval_return_min=float(10 + t),
+                eval_return_max=float(30 + t),
+                eval_episodes=10,
+                weights_version=t,
+                updates=10 * t,
+                solved=False,
+                solved_return=475.0,
+            )
+            evaluation["event_time"] = now + 0.08
+            events.append(evaluation)
+        for w in range(actors):
+            common: dict[str, Any] = {
+                "session_id": session_id,
+                "worker_index": w,
+                "env_id": env_id,
+                "role": "actor",
+            }
             episode = envelope(
                 "episode",
                 **common,
@@ -195,18 +233,15 @@ def training_events(
                 episode_return=float(10 + t + 100 * w),
                 episode_length=20,
                 env_steps=t * 20,
-                updates=t,
                 epsilon=max(0.05, 1 - t / 50),
             )
             stats = envelope(
                 "train_stats",
                 **common,
-                loss=1.0 / (1 + t),
                 epsilon=max(0.05, 1 - t / 50),
                 env_steps_per_s=500.0 + w,
-                updates_per_s=50.0 + w,
                 env_steps=t * 20,
-                updates=t,
+                episodes=t,
             )
             for event in (episode, stats):
                 event["event_time"] = now + 0.1 * w
@@ -235,7 +270,7 @@ def session_document(
     env_id: str = "CartPole-v1",
     status: str = "finished",
     lr: float = 5e-4,
-    workers: int = 2,
+    actors: int = 2,
     best_return: float = 200.0,
     tags: Sequence[str] = (),
     started_at: dt.datetime | None = None,
@@ -245,7 +280,7 @@ def session_document(
 
     started = started_at or dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     config = SessionConfig.model_construct().to_json_dict()
-    config.update(env_id=env_id, workers=workers, session_id=session_id)
+    config.update(env_id=env_id, actors=actors, session_id=session_id)
     config["agent"]["lr"] = lr
     return {
         "session_id": session_id,
@@ -259,7 +294,7 @@ def session_document(
         else started + dt.timedelta(minutes=10),
         "updated_at": dt.datetime.now(dt.UTC),
         "env_id": env_id,
-        "num_workers": workers,
+        "num_workers": max(actors, 1),
         "config": config,
         "results": {"best_return": best_return, "last100_mean_return": best_return / 2},
         "totals": {"env_steps": 2000, "episodes": 40, "updates": 500},

@@ -131,7 +131,7 @@ def test_viewer_watches_but_cannot_start_or_stop(client: TestClient) -> None:
         assert client.get(path).status_code == 200, path
     train = client.get("/train")
     assert "only admins start or stop training" in train.text
-    refused = client.post("/api/train/start", json={"workers": 1}, headers={"X-CSRF-Token": csrf})
+    refused = client.post("/api/train/start", json={"actors": 1}, headers={"X-CSRF-Token": csrf})
     assert refused.status_code == 403 and "role viewer" in refused.json()["detail"]
     stop = client.post("/api/train/x/stop", headers={"X-CSRF-Token": csrf})
     assert stop.status_code == 403
@@ -140,9 +140,9 @@ def test_viewer_watches_but_cannot_start_or_stop(client: TestClient) -> None:
 
 def test_state_changes_need_the_csrf_token(client: TestClient) -> None:
     csrf = sign_in(client, ADMIN)
-    missing = client.post("/api/train/start", json={"workers": 1})
+    missing = client.post("/api/train/start", json={"actors": 1})
     assert missing.status_code == 403 and "CSRF" in missing.json()["detail"]
-    wrong = client.post("/api/train/start", json={"workers": 1}, headers={"X-CSRF-Token": csrf + "x"})
+    wrong = client.post("/api/train/start", json={"actors": 1}, headers={"X-CSRF-Token": csrf + "x"})
     assert wrong.status_code == 403
     assert client.get("/api/train/launched").json()["sessions"] == []
 
@@ -165,12 +165,19 @@ def test_deleted_user_and_new_password_end_sessions(client: TestClient, dashboar
 def test_invalid_hyperparameters_are_refused_with_the_field_named(client: TestClient) -> None:
     csrf = sign_in(client, ADMIN)
     headers = {"X-CSRF-Token": csrf}
-    response = client.post("/api/train/start", json={"workers": 0, "agent.lr": "fast"}, headers=headers)
+    response = client.post(
+        "/api/train/start", json={"actors": -1, "actor.envs": 0, "agent.lr": "fast"}, headers=headers
+    )
     assert response.status_code == 422
     errors = {e["field"]: e["message"] for e in response.json()["detail"]}
-    assert set(errors) == {"workers", "agent.lr"}
-    assert "greater than or equal to 1" in errors["workers"] and "(got 0)" in errors["workers"]
+    assert set(errors) == {"actors", "actor.envs", "agent.lr"}
+    assert "greater than or equal to 0" in errors["actors"] and "(got -1)" in errors["actors"]
+    assert "greater than or equal to 1" in errors["actor.envs"] and "(got 0)" in errors["actor.envs"]
     assert "fast" in errors["agent.lr"]
+    too_many = client.post("/api/train/start", json={"actors": 257}, headers=headers)
+    assert too_many.status_code == 422 and "less than or equal to 256" in too_many.json()["detail"][0]["message"]
+    removed = client.post("/api/train/start", json={"workers": 2}, headers=headers)  # the old name
+    assert removed.status_code == 422 and removed.json()["detail"][0]["field"] == "workers"
     unknown = client.post("/api/train/start", json={"agent.lrr": 1}, headers=headers)
     assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"] == "agent.lrr"
     schedule = client.post("/api/train/start", json={"exploration.schedule": "random"}, headers=headers)
@@ -183,21 +190,23 @@ def test_invalid_hyperparameters_are_refused_with_the_field_named(client: TestCl
 def test_admin_starts_and_stops_a_session_with_sigint(client: TestClient, tmp_path: Path) -> None:
     csrf = sign_in(client, ADMIN)
     form = client.get("/api/train/form").json()
-    assert {f["name"] for f in form["fields"]} >= {"env_id", "workers", "agent.lr", "agent.gamma"}
+    assert {f["name"] for f in form["fields"]} >= {"env_id", "actors", "actor.envs", "agent.lr", "agent.gamma"}
     started = client.post(
         "/api/train/start",
-        json={"env_id": "CartPole-v1", "workers": 2, "agent.lr": "0.001", "total_steps": 5000},
+        json={"env_id": "CartPole-v1", "actors": 2, "actor.envs": 4, "agent.lr": "0.001", "total_steps": 5000},
         headers={"X-CSRF-Token": csrf},
     )
     assert started.status_code == 201, started.text
     body = started.json()
     session_id = body["session_id"]
     assert session_id.startswith("cartpole-v1-") and body["running"]
-    assert body["settings"]["agent"]["lr"] == 0.001 and body["settings"]["workers"] == 2
+    assert body["settings"]["agent"]["lr"] == 0.001 and body["settings"]["actors"] == 2
+    assert body["settings"]["actor"]["envs"] == 4
     out = tmp_path / "fake.out"
     args = wait_for(lambda: out.exists() and out.read_text(), what="the train process to start")
     # the validated, typed values are passed on as `hiverl train --set` assignments
-    assert "--set agent.lr=0.001" in args and "--set workers=2" in args and "--set total_steps=5000" in args
+    assert "--set agent.lr=0.001" in args and "--set actors=2" in args and "--set total_steps=5000" in args
+    assert "--set actor.envs=4" in args
     assert f"--session {session_id}" in args and "--no-live" in args
     launched = client.get("/api/train/launched").json()["sessions"]
     assert [s["session_id"] for s in launched] == [session_id] and launched[0]["started_by"] == "ada"
@@ -217,15 +226,15 @@ def test_admin_starts_and_stops_a_session_with_sigint(client: TestClient, tmp_pa
 # -- live view (Elasticsearch) ----------------------------------------------------------------------
 
 
-def test_live_series_are_downsampled_per_worker(client: TestClient, es_url: str, es_prefix: str) -> None:
+def test_live_series_are_downsampled_per_actor(client: TestClient, es_url: str, es_prefix: str) -> None:
     start = time.time() - 600
-    seed_events(es_url, es_prefix, training_events("live-a", start, seconds=400, workers=3))
-    seed_events(es_url, es_prefix, training_events("other", start, seconds=20, workers=1))
+    seed_events(es_url, es_prefix, training_events("live-a", start, seconds=400, actors=3))
+    seed_events(es_url, es_prefix, training_events("other", start, seconds=20, actors=1))
     sign_in(client, VIEWER)
     response = client.get("/api/live/series", params={"session_id": "live-a", "points": 50})
     assert response.status_code == 200, response.text
     data = response.json()
-    assert data["event_count"] == 400 * 3 * 2
+    assert data["event_count"] == 400 * (3 * 2 + 1) + 40  # actors' episodes and stats, learner, evaluator
     returns = data["workers"]["episode_return"]
     assert set(returns) == {"0", "1", "2"}
     for worker, series in returns.items():
@@ -238,7 +247,15 @@ def test_live_series_are_downsampled_per_worker(client: TestClient, es_url: str,
     moving = data["workers"]["episode_return_ma"]["0"]
     assert len(moving) == len(returns["0"]) and moving[-1][1] < returns["0"][-1][1]  # lags a rising curve
     assert data["workers"]["env_steps_per_s"]["1"][0][1] == pytest.approx(501.0)
-    assert data["workers"]["loss"]["0"][-1][1] < data["workers"]["loss"]["0"][0][1]
+    assert set(data["workers"]["env_steps_per_s"]) == {"0", "1", "2"}  # the learner plays no env
+    # The learner's stats (no worker_index) are their own series.
+    assert set(data["workers"]["loss"]) == {"learner"}
+    assert data["workers"]["loss"]["learner"][-1][1] < data["workers"]["loss"]["learner"][0][1]
+    assert data["workers"]["updates_per_s"]["learner"][0][1] == pytest.approx(50.0)
+    # The evaluator's greedy return (20 + t every 10 s) rises over the session.
+    evals = data["eval"]["eval_return"]
+    assert 20 <= len(evals) <= 41 and evals[0][1] == pytest.approx(20.0, abs=10)
+    assert evals[-1][1] > evals[0][1] + 300
     memory = data["memory"]
     assert memory["insert_rate"][0][1] == pytest.approx(1000.0)  # shard -1 only, no double count
     assert memory["size"][-1][1] > memory["size"][0][1]
@@ -248,10 +265,12 @@ def test_live_series_are_downsampled_per_worker(client: TestClient, es_url: str,
     assert recent["event_count"] < data["event_count"] and recent["start_ms"] > data["start_ms"]
     middle = {"start_ms": int((start + 100) * 1000), "end_ms": int((start + 199.99) * 1000)}
     window = client.get("/api/live/series", params={"session_id": "live-a", **middle}).json()
-    assert window["event_count"] == 100 * 3 * 2  # seconds 100..199 of the session, both event types
-    assert all(middle["start_ms"] <= t <= middle["end_ms"] for t, _ in window["workers"]["loss"]["2"])
+    assert window["event_count"] == 100 * 7 + 10  # seconds 100..199 of the session, every event type
+    assert all(middle["start_ms"] <= t <= middle["end_ms"] for t, _ in window["workers"]["epsilon"]["2"])
+    assert all(middle["start_ms"] <= t <= middle["end_ms"] for t, _ in window["eval"]["eval_return"])
     empty = client.get("/api/live/series", params={"session_id": "nothing-here"}).json()
     assert empty["event_count"] == 0 and empty["workers"]["episode_return"] == {}
+    assert empty["eval"]["eval_return"] == []
     bad = client.get("/api/live/series", params={"session_id": "live-a", "points": 5})
     assert bad.status_code == 422 and "points" in bad.text
     reversed_range = client.get(
@@ -268,7 +287,7 @@ def test_live_sessions_merge_archive_and_telemetry(
     sign_in(client, VIEWER)
     data = client.get("/api/live/sessions").json()
     running = {s["session_id"]: s for s in data["running"]}
-    assert running["from-telemetry"]["sources"] == ["telemetry"] and running["from-telemetry"]["workers"] == 2
+    assert running["from-telemetry"]["sources"] == ["telemetry"] and running["from-telemetry"]["actors"] == 2
     assert (
         running["from-archive"]["sources"] == ["archive"]
         and running["from-archive"]["env_id"] == "CartPole-v1"
@@ -297,7 +316,7 @@ def archive(mongo_uri: str, mongo_db: str) -> list[dict[str, Any]]:
             "s-high-lr", lr=1e-2, best_return=40.0, status="crashed", started_at=now - dt.timedelta(days=1)
         ),
         session_document(
-            "s-pong", env_id="ALE/Pong-v5", lr=1e-4, best_return=-5.0, workers=8, status="stopped"
+            "s-pong", env_id="ALE/Pong-v5", lr=1e-4, best_return=-5.0, actors=8, status="stopped"
         ),
     ]
     seed_sessions(mongo_uri, mongo_db, documents)
@@ -318,7 +337,7 @@ def test_sessions_table_filters_and_sorts(client: TestClient, archive: list[dict
     assert facets["env_ids"] == ["ALE/Pong-v5", "CartPole-v1"] and facets["tags"] == ["sweep"]
     assert "agent.lr" in facets["hyperparameters"] and "best_return" in facets["results"]
     row = everything["rows"][0]
-    assert row["config"]["agent.lr"] == 1e-4 and row["results"]["best_return"] == -5.0 and row["workers"] == 8
+    assert row["config"]["agent.lr"] == 1e-4 and row["results"]["best_return"] == -5.0 and row["actors"] == 8
     assert ids(client.get("/api/sessions", params={"env_id": "ALE/Pong-v5"})) == ["s-pong"]
     assert ids(client.get("/api/sessions", params={"status": "crashed"})) == ["s-high-lr"]
     assert ids(client.get("/api/sessions", params={"tag": "sweep", "order": "asc"})) == [
@@ -343,7 +362,7 @@ def test_sessions_table_filters_and_sorts(client: TestClient, archive: list[dict
         "s-mid-lr",
         "s-low-lr",
     ]
-    assert ids(client.get("/api/sessions", params={"hp": "workers::4", "result": "best_return::200"})) == [
+    assert ids(client.get("/api/sessions", params={"hp": "actors::4", "result": "best_return::200"})) == [
         "s-high-lr",
         "s-low-lr",
     ]
@@ -383,7 +402,7 @@ def test_session_detail_curves_and_diff(client: TestClient, archive: list[dict[s
     differs = {r["key"]: (r["a"], r["b"]) for r in diff["rows"] if r["differs"]}
     assert differs == {
         "env_id": ("CartPole-v1", "ALE/Pong-v5"),
-        "workers": (2, 8),
+        "actors": (2, 8),
         "session_id": ("s-low-lr", "s-pong"),
     }
     assert any(r["key"] == "agent.gamma" and not r["differs"] for r in diff["rows"])
@@ -430,7 +449,8 @@ def test_launch_arguments_mean_the_same_to_hiverl_train() -> None:
 
     answers = {
         "env_id": "Acrobot-v1",
-        "workers": "3",
+        "actors": "3",
+        "actor.envs": "2",
         "agent.lr": "0.00025",
         "exploration.schedule": "ladder",
     }
@@ -439,7 +459,8 @@ def test_launch_arguments_mean_the_same_to_hiverl_train() -> None:
     resolved = load_config(None, parse_assignments(args[1::2])).to_json_dict()
     assert resolved == settings
     assert (
-        resolved["agent"]["lr"] == 0.00025 and resolved["workers"] == 3 and resolved["env_id"] == "Acrobot-v1"
+        resolved["agent"]["lr"] == 0.00025 and resolved["actors"] == 3 and resolved["env_id"] == "Acrobot-v1"
+        and resolved["actor"]["envs"] == 2
     )
 
 
@@ -463,12 +484,12 @@ def test_real_hiverl_train_started_and_stopped_from_the_dashboard(
     )
     client = make_client(es_url, es_prefix, mongo_uri, mongo_db, launcher=launcher)
     csrf = sign_in(client, ADMIN)
-    answers = {"workers": 1, "total_steps": 1_000_000, "agent.learning_starts": 100, "memory.capacity": 5000}
+    answers = {"actors": 1, "total_steps": 1_000_000, "learner.min_size": 100, "memory.capacity": 5000}
     started = client.post("/api/train/start", json=answers, headers={"X-CSRF-Token": csrf})
     assert started.status_code == 201, started.text
     session_id = started.json()["session_id"]
     events = tmp_path / "runs" / session_id / "events.jsonl"
-    try:  # wait until the worker plays (stopping during its start-up would test something else)
+    try:  # wait until the actor plays (stopping during its start-up would test something else)
         wait_for(lambda: events.exists() and '"episode"' in events.read_text(), 180, "the first episode")
     finally:
         stopped = client.post(f"/api/train/{session_id}/stop", headers={"X-CSRF-Token": csrf})
@@ -481,4 +502,4 @@ def test_real_hiverl_train_started_and_stopped_from_the_dashboard(
     assert final[0]["exit_code"] == 0, final[0]["log_tail"]
     session = json.loads((tmp_path / "runs" / session_id / "session.json").read_text())
     assert session["status"] == "stopped"
-    assert (tmp_path / "models" / session_id / "worker-0.pt").exists()  # the checkpoint saved on the way out
+    assert (tmp_path / "models" / session_id / "learner.pt").exists()  # the checkpoint saved on the way out

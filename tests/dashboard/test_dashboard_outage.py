@@ -57,7 +57,7 @@ def test_everything_down_still_answers_and_names_the_outage(make_client: Any, es
     assert client.get("/api/sessions").json()["down"].keys() == {"mongodb"}
     assert client.get("/api/live/series?session_id=s").json()["down"].keys() == {"elasticsearch"}
     # training needs neither: the form still validates and starts
-    started = client.post("/api/train/start", json={"workers": 1}, headers={"X-CSRF-Token": csrf})
+    started = client.post("/api/train/start", json={"actors": 1}, headers={"X-CSRF-Token": csrf})
     assert started.status_code == 201
     assert (
         client.post(
@@ -72,7 +72,7 @@ def test_mongodb_down_keeps_live_telemetry(make_client: Any, es_url: str, es_pre
     client = make_client(es_url, es_prefix, DEAD_MONGO, "nowhere")
     sign_in(client, VIEWER)
     series = client.get("/api/live/series", params={"session_id": "s-live"})
-    assert series.status_code == 200 and series.json()["event_count"] == 30 * 2 * 2
+    assert series.status_code == 200 and series.json()["event_count"] == 30 * (2 * 2 + 1) + 3
     live = client.get("/api/live/sessions").json()
     assert [s["session_id"] for s in live["running"]] == ["s-live"] and list(live["down"]) == ["mongodb"]
     status = client.get("/api/status").json()

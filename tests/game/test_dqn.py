@@ -11,6 +11,8 @@ from game.dqn import (
     NStepAccumulator,
     QNetwork,
     double_dqn_targets,
+    epsilon_greedy,
+    initial_priorities,
     select_device,
     weighted_huber_loss,
 )
@@ -149,19 +151,23 @@ def test_target_sync_hard_and_soft() -> None:
         assert torch.allclose(p_target, 0.5 * p_old + 0.5 * p_online)
 
 
-def test_td_errors_match_manual_target() -> None:
+def test_initial_priorities_match_manual_td() -> None:
+    """Ape-X initial priorities: the actor's one network is both online and target (plain max)."""
     torch.manual_seed(1)
-    agent = DQNAgent((3,), 4, AgentSettings(hidden_sizes=(16,)))
-    o = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
-    o2 = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
-    a = np.array([0, 1, 2, 3, 0])
-    r = np.arange(5, dtype=np.float32)
-    d = np.array([0.9, 0.0, 0.81, 0.9, 0.0], dtype=np.float32)
+    network = QNetwork((3,), 4, (16,), dueling=True)
+    o = torch.as_tensor(np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32))
+    o2 = torch.as_tensor(np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32))
+    a = torch.tensor([0, 1, 2, 3, 0])
+    r = torch.arange(5, dtype=torch.float32)
+    d = torch.tensor([0.9, 0.0, 0.81, 0.9, 0.0])
     with torch.no_grad():
-        q = agent.online(torch.as_tensor(o)).numpy()[np.arange(5), a]
-        best = agent.online(torch.as_tensor(o2)).argmax(1).numpy()
-        boot = agent.target(torch.as_tensor(o2)).numpy()[np.arange(5), best]
-    assert agent.td_errors(o, a, r, o2, d) == pytest.approx(np.abs(r + d * boot - q), rel=1e-5)
+        q = network(o)[torch.arange(5), a].numpy()
+        boot = network(o2).max(dim=1).values.numpy()
+    expected = np.abs(r.numpy() + d.numpy() * boot - q) + 0.01
+    priorities = initial_priorities(network, o, a, r, d, o2, priority_eps=0.01)
+    assert priorities.dtype == np.float32 and priorities.shape == (5,)
+    assert priorities == pytest.approx(expected, rel=1e-5)
+    assert np.all(priorities >= 0.01)  # never zero: every transition can be sampled
 
 
 def test_networks_shapes_and_dueling() -> None:
@@ -179,14 +185,29 @@ def test_networks_shapes_and_dueling() -> None:
 
 
 def test_epsilon_greedy_rates() -> None:
-    agent = DQNAgent((2,), 4, AgentSettings(hidden_sizes=(8,)))
+    torch.manual_seed(0)
+    network = QNetwork((2,), 4, (8,), dueling=True)
     rng = np.random.default_rng(0)
-    o = np.zeros((4000, 2), dtype=np.float32)
-    greedy = agent.act(o, 0.0, rng)
+    o = torch.zeros((4000, 2))
+    greedy = epsilon_greedy(network, o, 0.0, rng)
+    assert greedy.dtype == np.int64 and greedy.shape == (4000,)
     assert len(set(greedy.tolist())) == 1
-    mixed = agent.act(o, 0.5, rng)
+    mixed = epsilon_greedy(network, o, 0.5, rng)
     # Random actions hit the greedy one a quarter of the time: P(greedy) = 0.5 + 0.5 / 4.
     assert np.mean(mixed == greedy[0]) == pytest.approx(0.625, abs=0.03)
+    assert set(epsilon_greedy(network, o, 1.0, rng).tolist()) == {0, 1, 2, 3}
+
+
+def test_epsilon_greedy_per_env_epsilon() -> None:
+    """ε may be one value per env (the Ape-X ladder inside one vector env)."""
+    torch.manual_seed(0)
+    network = QNetwork((2,), 4, (8,), dueling=False)
+    rng = np.random.default_rng(1)
+    o = torch.zeros((2, 2))
+    greedy = int(epsilon_greedy(network, o[:1], 0.0, rng)[0])
+    picks = np.stack([epsilon_greedy(network, o, np.array([0.0, 1.0]), rng) for _ in range(2000)])
+    assert np.all(picks[:, 0] == greedy)  # ε = 0: always greedy
+    assert np.mean(picks[:, 1] == greedy) == pytest.approx(0.25, abs=0.04)  # ε = 1: uniform
 
 
 def test_select_device() -> None:

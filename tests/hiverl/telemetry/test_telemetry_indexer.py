@@ -273,7 +273,7 @@ class _RenamedTopics:
         self.sink.close()
 
 
-@pytest.mark.slow  # a real hive: two worker processes
+@pytest.mark.slow  # a real hive: a learner, two actors and the evaluator
 def test_a_real_short_hive_run_becomes_searchable(
     kafka_bootstrap: str,
     make_topic: Callable[..., str],
@@ -289,9 +289,10 @@ def test_a_real_short_hive_run_becomes_searchable(
     topics = {TRAINING_LOG_TOPIC: make_topic(2), MEMORY_MONITORING_TOPIC: make_topic(1)}
     config = fast_config(tmp_path / "spool", es_prefix)
     session = load_config(overrides={
-        "workers": 2, "seed": 1, "total_steps": 400, "run_dir": str(tmp_path / "runs"),
+        "actors": 2, "seed": 1, "total_steps": 1500, "run_dir": str(tmp_path / "runs"),
         "model_dir": str(tmp_path / "models"), "memory": {"key_prefix": redis_prefix, "capacity": 5000},
-        "agent": {"hidden_sizes": [32], "learning_starts": 100, "batch_size": 32}, "stats_interval_s": 0.5,
+        "agent": {"hidden_sizes": [32], "batch_size": 32}, "learner": {"min_size": 200, "sample_chunk": 4},
+        "stats_interval_s": 0.5, "evaluator": {"interval_s": 0.5, "episodes": 2},
     })  # fmt: skip
     factory = lambda _config, _session: _RenamedTopics(  # noqa: E731
         KafkaSink(kafka_bootstrap, config, topics=list(topics.values()), spool_name="trainer"), topics
@@ -306,4 +307,6 @@ def test_a_real_short_hive_run_becomes_searchable(
     assert episodes and {h["worker_index"] for h in episodes} == {0, 1}
     assert all(h["session_id"] == result.session_id and h["env_id"] == "CartPole-v1" for h in hits)
     assert all(h["episode_return"] > 0 and h["episode_length"] > 0 for h in episodes)
-    assert any(h["event_type"] == "train_stats" for h in hits)
+    stats_roles = {h.get("role") for h in hits if h["event_type"] == "train_stats"}
+    assert stats_roles == {"learner", "actor"}
+    assert any(h["event_type"] == "eval" and h["eval_episodes"] >= 2 for h in hits)
