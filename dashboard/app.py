@@ -398,7 +398,7 @@ def create_app(
         last_s: Annotated[float | None, Query(gt=0, le=90 * 86400)] = None,
         points: Annotated[int, Query(ge=10, le=2000)] = 300,
     ) -> dict[str, Any] | JSONResponse:
-        """Downsampled per-actor (and learner), evaluator and memory series; ``last_s`` means [now - last_s, now]."""
+        """Downsampled actor, learner, evaluator and memory series; ``last_s`` means [now - last_s, now]."""
         if last_s is not None:
             end_ms = time.time() * 1000
             start_ms = end_ms - last_s * 1000

@@ -229,7 +229,9 @@ class TelemetryQueries:
         for bucket in aggs.get("train", {}).get("by_worker", {}).get("buckets", []):
             label = LEARNER if int(bucket["key"]) == _NO_INDEX else str(bucket["key"])
             for name in TRAIN_FIELDS:
-                workers[name][label] = [[t, v] for t, v, _ in _buckets(bucket["t"], name)]
+                series = [[t, v] for t, v, _ in _buckets(bucket["t"], name)]
+                if series:  # e.g. no epsilon from the learner, no loss from an actor
+                    workers[name][label] = series
         memory_body = {
             "size": 0,
             "query": {

@@ -121,6 +121,7 @@ class RoleView:
     solved_at_s: float | None = None  # seconds from the first env step to "solved"
     resumed_from: int | None = None
     error: str | None = None
+    in_learner: bool = False  # a solo hive's actor: it runs inside the learner's process
     history: list[dict[str, Any]] = field(default_factory=list)  # lifecycle messages, in order
 
     @property
@@ -190,6 +191,8 @@ class Trainer:
         if self.config.evaluator.enabled:
             roles.append(("evaluator", 0))
         self.views: dict[tuple[str, int], RoleView] = {key: RoleView(*key) for key in roles}
+        if self.config.actors == 0:
+            self.views[("actor", 0)] = RoleView("actor", 0, state="in learner", in_learner=True)
         self._ctx = mp.get_context("spawn")
         self._connections: dict[tuple[str, int], Connection] = {}  # role -> its pipe's read end
         self._stop = self._ctx.Event()
@@ -264,7 +267,7 @@ class Trainer:
         key = ("actor", int(event.get("worker_index", 0))) if role == "actor" else (str(role), 0)
         view = self.views.get(key)
         kind = event.get("event_type")
-        if view is None:  # a solo hive's actor lives in the learner's process
+        if view is None:
             return
         if kind == "train_stats":
             for name in (
@@ -363,8 +366,11 @@ class Trainer:
                 if view.error:
                     self.console.print(view.error)
         # Once the learner is finished there is nothing left to act or evaluate for.
-        if self.learner.state in ("done", "failed") and not self._stop.is_set():
+        if self.learner.state in ("done", "failed"):
             self._stop.set()
+            for view in self.views.values():
+                if view.in_learner:
+                    view.state = self.learner.state
 
     # -- main loop --------------------------------------------------------------------------------
 
@@ -376,7 +382,7 @@ class Trainer:
         if self.recorder is not None:
             self.recorder.start(document)
         self._spawn(("learner", 0))
-        others = [key for key in self.views if key[0] != "learner"]
+        others = [key for key, view in self.views.items() if key[0] != "learner" and not view.in_learner]
         stopping = False
         status = "completed"
         last_heartbeat = last_line = time.monotonic()

@@ -199,7 +199,9 @@ class SessionDocument(_Strict):
     update_seq: int = Field(default=0, ge=0, description="Version counter; a higher one always wins.")
     env_id: str = Field(min_length=1, description="gymnasium environment id.")
     num_workers: int = Field(
-        default=1, ge=1, description="Actor processes in the hive (1 for a solo hive: one process acts and learns)."
+        default=1,
+        ge=1,
+        description="Actor processes in the hive (1 for a solo hive: one process acts and learns).",
     )
     host: HostInfo = Field(default_factory=HostInfo)
     packages: dict[str, str] = Field(default_factory=dict, description="Distribution name -> version.")

@@ -175,7 +175,9 @@ def test_invalid_hyperparameters_are_refused_with_the_field_named(client: TestCl
     assert "greater than or equal to 1" in errors["actor.envs"] and "(got 0)" in errors["actor.envs"]
     assert "fast" in errors["agent.lr"]
     too_many = client.post("/api/train/start", json={"actors": 257}, headers=headers)
-    assert too_many.status_code == 422 and "less than or equal to 256" in too_many.json()["detail"][0]["message"]
+    assert (
+        too_many.status_code == 422 and "less than or equal to 256" in too_many.json()["detail"][0]["message"]
+    )
     removed = client.post("/api/train/start", json={"workers": 2}, headers=headers)  # the old name
     assert removed.status_code == 422 and removed.json()["detail"][0]["field"] == "workers"
     unknown = client.post("/api/train/start", json={"agent.lrr": 1}, headers=headers)
@@ -190,10 +192,22 @@ def test_invalid_hyperparameters_are_refused_with_the_field_named(client: TestCl
 def test_admin_starts_and_stops_a_session_with_sigint(client: TestClient, tmp_path: Path) -> None:
     csrf = sign_in(client, ADMIN)
     form = client.get("/api/train/form").json()
-    assert {f["name"] for f in form["fields"]} >= {"env_id", "actors", "actor.envs", "agent.lr", "agent.gamma"}
+    assert {f["name"] for f in form["fields"]} >= {
+        "env_id",
+        "actors",
+        "actor.envs",
+        "agent.lr",
+        "agent.gamma",
+    }
     started = client.post(
         "/api/train/start",
-        json={"env_id": "CartPole-v1", "actors": 2, "actor.envs": 4, "agent.lr": "0.001", "total_steps": 5000},
+        json={
+            "env_id": "CartPole-v1",
+            "actors": 2,
+            "actor.envs": 4,
+            "agent.lr": "0.001",
+            "total_steps": 5000,
+        },
         headers={"X-CSRF-Token": csrf},
     )
     assert started.status_code == 201, started.text
@@ -459,7 +473,9 @@ def test_launch_arguments_mean_the_same_to_hiverl_train() -> None:
     resolved = load_config(None, parse_assignments(args[1::2])).to_json_dict()
     assert resolved == settings
     assert (
-        resolved["agent"]["lr"] == 0.00025 and resolved["actors"] == 3 and resolved["env_id"] == "Acrobot-v1"
+        resolved["agent"]["lr"] == 0.00025
+        and resolved["actors"] == 3
+        and resolved["env_id"] == "Acrobot-v1"
         and resolved["actor"]["envs"] == 2
     )
 

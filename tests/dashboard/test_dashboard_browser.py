@@ -35,7 +35,6 @@ from dashboard_helpers import (
 
 from dashboard.app import create_app
 from dashboard.training import TrainingLauncher
-from game.worker import memory_name
 from hiverl.telemetry.config import TelemetryConfig
 from hiverl.telemetry.indexer import Indexer
 from monitor.service import MemoryMonitor
@@ -161,7 +160,7 @@ def memory_monitor(
     from hiverl.telemetry.kafka_sink import KafkaSink
     from monitor.service import MemorySource, MonitorSettings
 
-    name = memory_name(session_id, 0, shared=True)
+    name = f"hive-{session_id}"  # the session's one memory (game.hive_memory.memory_config)
     sink = KafkaSink(
         kafka, TelemetryConfig(spool_dir=spool_dir), spool_name="monitor", topics=(MEMORY_MONITORING_TOPIC,)
     )
@@ -222,7 +221,7 @@ def test_dashboard_in_a_real_browser(
                              curve=((0, 12), (5000, 300)), started_at=started[4]),
             session_document("cart-lr1e-2", lr=1e-2, best_return=60.0, status="crashed",
                              curve=((0, 8), (5000, 20)), started_at=started[3]),
-            session_document("pong-base", env_id="ALE/Pong-v5", lr=1e-4, best_return=-3.0, workers=8,
+            session_document("pong-base", env_id="ALE/Pong-v5", lr=1e-4, best_return=-3.0, actors=8,
                              started_at=started[2]),
         ],
     )  # fmt: skip
@@ -275,15 +274,15 @@ def test_dashboard_in_a_real_browser(
 
         # -- start a real short hive from the form (`hiverl train`, published to Kafka) ------------
         page.goto(f"{server}/train")
-        page.fill("input[name=workers]", "0")
+        page.fill("input[name=actors]", "-1")
         page.click("#start-training")
-        page.wait_for_selector(".field.invalid[data-field=workers]")
-        assert "greater than or equal to 1" in page.inner_text(".field[data-field=workers] .field-error")
+        page.wait_for_selector(".field.invalid[data-field=actors]")
+        assert "greater than or equal to 0" in page.inner_text(".field[data-field=actors] .field-error")
         shot(page, "04-train-invalid")
-        page.fill("input[name=workers]", "1")
+        page.fill("input[name=actors]", "1")
         page.fill("input[name=total_steps]", "1000000")  # runs until stopped
         page.fill("input[name='agent.lr']", "0.001")
-        page.fill("input[name='agent.learning_starts']", "64")
+        page.fill("input[name='learner.min_size']", "64")
         page.click("#start-training")
         page.wait_for_selector("#started-link")
         session_id = page.inner_text("#started-link")
@@ -297,7 +296,7 @@ def test_dashboard_in_a_real_browser(
             memory_monitor(redis_url, redis_prefix, kafka_bootstrap, session_id, tmp_path / "spool")
         )
         page.goto(f"{server}/live?session={session_id}")
-        # Generous: a cold `hiverl train` (torch import, worker start) on a busy 2-core machine.
+        # Generous: a cold `hiverl train` (torch import, learner and actor start) on a busy 2-core machine.
         page.wait_for_function(
             "() => Number(document.querySelector('#live-info').dataset.events || 0) > 0", timeout=120_000
         )
@@ -311,7 +310,7 @@ def test_dashboard_in_a_real_browser(
             f" && Number(document.querySelector('#live-info').dataset.events) > {first_events}",
             timeout=60_000,
         )
-        page.wait_for_function(  # the worker learns (loss), reports its speed; the memory fills
+        page.wait_for_function(  # the learner learns (loss), the actor reports its speed; the memory fills
             "() => ['chart-loss', 'chart-steps', 'chart-memory']"
             ".every(id => Number(document.querySelector('#' + id).dataset.points) > 0)",
             timeout=60_000,
@@ -333,7 +332,7 @@ def test_dashboard_in_a_real_browser(
             timeout=120_000,
         )
         shot(page, "07-train-stopped")
-        assert (tmp_path / "models" / session_id / "worker-0.pt").is_file()
+        assert (tmp_path / "models" / session_id / "learner.pt").is_file()
         archived = wait_for(lambda: archived_status(mongo_uri, mongo_db, session_id) == "stopped",
                             timeout_s=30, what=f"{session_id} archived as stopped")  # fmt: skip
         assert archived

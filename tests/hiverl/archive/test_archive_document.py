@@ -292,7 +292,9 @@ def test_start_document_describes_this_machine_and_validates(monkeypatch: pytest
 
     monkeypatch.setattr(facts, "gpu_names", lambda: [])  # importing torch only to learn there is no GPU: slow
 
-    config = SessionConfig.model_validate({"actors": 3, "actor_overrides": {2: {"exploration": {"end": 0.1}}}})
+    config = SessionConfig.model_validate(
+        {"actors": 3, "actor_overrides": {2: {"exploration": {"end": 0.1}}}}
+    )
     raw = start_document(config, session_id="facts-1", tags=["probe"])
     doc = validate_document(raw)
     assert doc.num_workers == 3 and doc.env_id == "CartPole-v1"

@@ -344,7 +344,14 @@ def test_progress_of_older_trainers_is_still_understood() -> None:
     from hiverl.archive.trainer import progress_update
 
     views = [
-        {"index": i, "state": "running", "env_steps": 100, "updates": 40, "episodes": 4, "last_return": 9.0 + i}
+        {
+            "index": i,
+            "state": "running",
+            "env_steps": 100,
+            "updates": 40,
+            "episodes": 4,
+            "last_return": 9.0 + i,
+        }
         for i in (0, 1)
     ]
     update = progress_update({"env_steps": 200, "workers_status": views}, best_so_far=5.0)
