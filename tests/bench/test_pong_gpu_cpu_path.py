@@ -1,0 +1,63 @@
+"""bench/pong_gpu.py end to end on CPU (``--cpu-smoke``): a hive of one learner, one actor and the
+evaluator on real Pong for a few hundred env steps, the sampling phase, the report and the cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "bench" / "pong_gpu.py"
+
+EXPECTED_KEYS = {
+    "minutes_to_18",
+    "eval_returns",
+    "learner_updates_per_s",
+    "actor_env_steps_per_s",
+    "learner_memory_wait_share",
+    "env_steps_total",
+    "updates_total",
+    "wall_clock_s",
+    "sample_batches_per_s",
+    "settings",
+}
+
+
+def test_cpu_smoke_runs_end_to_end(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    options = ["--cpu-smoke", "--out", str(tmp_path), "--key-prefix", redis_prefix, "--minutes", "2"]
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), *options],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-4000:]
+
+    lines = completed.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert not EXPECTED_KEYS - summary.keys(), output[-4000:]
+    assert summary["env_steps_total"] >= 400  # the smoke's step budget was played
+    assert summary["updates_total"] > 0  # the learner learned from the memory
+    assert summary["sample_batches_per_s"] > 0  # the sampling phase ran against the filled memory
+    assert summary["wall_clock_s"] > 0
+    assert summary["settings"]["cpu_smoke"] is True
+    assert summary["settings"]["config"]["memory"]["key_prefix"] == redis_prefix
+    for minutes, eval_return in summary["eval_returns"]:
+        assert minutes >= 0 and -21 <= eval_return <= 21
+    assert any(line.startswith("[") and "min]" in line for line in lines)  # progress lines
+    assert any(line.startswith("learner ") for line in lines)  # the final table
+    if summary["plot"] is not None:
+        assert Path(summary["plot"]).is_file()
+
+    # The run's memory, board and counters were deleted from Redis.
+    with redis.Redis.from_url(redis_url) as client:
+        assert not list(client.scan_iter(match=f"{redis_prefix}*", count=1000))
