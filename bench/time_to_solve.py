@@ -87,7 +87,7 @@ def run_once(
     return row
 
 
-def _fmt(value: float | None, spec: str) -> str:
+def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else f"{value:{spec}}"
 
 

@@ -9,7 +9,8 @@ the memory, Atari without episodic life or reward clipping, so returns are true 
    ``reward_threshold``: 475 for CartPole-v1), play on with the same weights up to
    ``evaluator.solve_episodes`` episodes: solved means their mean is still at or above it;
 3. report an ``eval`` event (mean, episodes, weights version, the learner's updates, solved);
-4. once solved, with ``stop_when_solved``, raise the board's stop flag: the whole hive finishes.
+4. once solved, with ``stop_when_solved``, raise the board's stop flag: the whole hive finishes;
+   when the hive finishes its budget instead, one last round evaluates the final weights.
 """
 
 from __future__ import annotations
@@ -174,6 +175,8 @@ class Evaluator:
         while not self.should_stop():
             state = retrying(self.board.poll, self.should_stop, self.on_outage)
             if state.stop is not None:
+                if state.stop == "completed" and state.version > self.version:
+                    self.round()  # the budget is spent: one last look at the final weights
                 break
             if state.version == 0:  # nothing published yet
                 time.sleep(0.1)

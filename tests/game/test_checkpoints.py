@@ -17,15 +17,16 @@ from game.checkpoints import ModelStore, load_checkpoint
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     store = ModelStore(tmp_path, "s1")
-    assert store.load_worker(0) is None and store.load_latest() is None
-    store.save(0, {"counters": {"env_steps": 5}, "weights": torch.arange(4.0)})
-    store.save(1, {"counters": {"env_steps": 9}, "weights": torch.ones(2)})
-    zero = store.load_worker(0)
-    assert zero is not None and zero["counters"]["env_steps"] == 5
-    assert torch.equal(zero["weights"], torch.arange(4.0))
-    latest = store.load_latest()
-    assert latest is not None and latest["worker_index"] == 1  # the most recent save, any worker
-    assert sorted(p.name for p in (tmp_path / "s1").iterdir()) == ["latest.pt", "worker-0.pt", "worker-1.pt"]
+    assert store.load() is None
+    store.save({"counters": {"updates": 5}, "weights": torch.arange(4.0)})
+    first = store.load()
+    assert first is not None and first["counters"]["updates"] == 5
+    assert torch.equal(first["weights"], torch.arange(4.0))
+    store.save({"counters": {"updates": 9}, "weights": torch.ones(2)})
+    for path in (store.learner_path, store.latest_path):  # the learner's file and the "latest" name
+        state = load_checkpoint(path)
+        assert state["counters"]["updates"] == 9 and torch.equal(state["weights"], torch.ones(2))
+    assert sorted(p.name for p in (tmp_path / "s1").iterdir()) == ["latest.pt", "learner.pt"]
 
 
 def test_rejects_foreign_files(tmp_path: Path) -> None:
@@ -43,7 +44,7 @@ step = 0
 while True:
     step += 1
     # ~2 MB per checkpoint so a kill often lands mid-write
-    store.save(0, {"counters": {"env_steps": step}, "weights": torch.full((500_000,), float(step))})
+    store.save({"counters": {"updates": step}, "weights": torch.full((500_000,), float(step))})
     print(step, flush=True)
 """
 
@@ -62,8 +63,8 @@ def test_kill_9_never_leaves_a_torn_checkpoint(tmp_path: Path) -> None:
         writer.send_signal(signal.SIGKILL)
         writer.wait()
         store = ModelStore(tmp_path, "s")
-        for state in (store.load_worker(0), store.load_latest()):
+        for state in (store.load(), load_checkpoint(store.latest_path)):
             assert state is not None
-            step = state["counters"]["env_steps"]
+            step = state["counters"]["updates"]
             assert step >= 1
             assert torch.all(state["weights"] == float(step))  # complete and self-consistent

@@ -1,6 +1,9 @@
-"""The hive end to end: worker processes on the real ReplayMemory on the real Redis.
+"""The hive end to end: one learner, actors and an evaluator as processes on the real ReplayMemory
+on a real Redis; they learn, hold the learn/insert ratio, and survive kill -9 and a Redis restart.
 
-Sizes are kept small (2 workers, a few thousand CartPole steps) so the suite stays fast on 2 cores.
+Sizes are small (2 actors, CartPole, a few thousand to 40k steps) so each test stays within a couple
+of minutes on 2 cores. Every test here runs whole hives: they share one xdist group, so under
+``-n 2 --dist loadgroup`` they run one after the other instead of starving each other of CPU.
 """
 
 from __future__ import annotations
@@ -10,47 +13,46 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
+from game.board import Board
 from game.checkpoints import ModelStore
-from game.trainer import Trainer
+from game.hive_memory import memory_config
+from game.rate_limiter import hive_rate_limiter
+from game.trainer import Trainer, TrainingResult
 from hiverl.config import SessionConfig, deep_update, load_config
 from hiverl.events import JsonlSink
+from hiverl.services import RedisServer
+from replay_memory import ObservationSpec, ReplayMemory
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Settings that learn CartPole quickly (small network, early learning, short ε decay).
-STEPS = 5000
+pytestmark = pytest.mark.xdist_group("hive")
 
-FAST_AGENT = {
-    "hidden_sizes": [64, 64],
-    "lr": 0.002,
-    "batch_size": 64,
-    "train_interval": 2,
-    "updates_per_train": 1,
-    "target_update_interval": 100,
-    "learning_starts": 300,
-    "sample_chunk": 4,  # learning waits for batch_size * sample_chunk transitions: start early
+# Settings that learn CartPole quickly on a loaded 2-core machine: a small network, an early start.
+FAST: dict[str, Any] = {
+    "agent": {"hidden_sizes": [64, 64], "lr": 0.002, "target_update_interval": 100},
+    "learner": {"samples_per_insert": 8, "min_size": 500, "sample_chunk": 4},
 }
 
 
 def hive_config(tmp_path: Path, redis_prefix: str, **overrides: Any) -> SessionConfig:
     settings: dict[str, Any] = {
-        "workers": 2,
+        "actors": 2,
         "seed": 1,
         "run_dir": str(tmp_path / "runs"),
         "model_dir": str(tmp_path / "models"),
-        "memory": {"key_prefix": redis_prefix, "capacity": 50_000},
-        "agent": dict(FAST_AGENT),
-        "exploration": {"decay_steps": 2000, "end": 0.02},
+        "memory": {"key_prefix": redis_prefix, "capacity": 100_000},
         "stats_interval_s": 0.5,
+        "evaluator": {"interval_s": 1.0, "episodes": 5},
     }
+    deep_update(settings, json.loads(json.dumps(FAST)))
     deep_update(settings, overrides)
     return load_config(overrides=settings)
 
@@ -62,10 +64,27 @@ def read_events(run_folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
-def episode_returns(events: list[dict[str, Any]], worker: int) -> list[float]:
-    return [
-        e["episode_return"] for e in events if e["event_type"] == "episode" and e["worker_index"] == worker
-    ]
+def views(result: TrainingResult, role: str) -> list[Any]:
+    return [view for view in result.views if view.role == role]
+
+
+def final_board(config: SessionConfig, session_id: str, redis_url: str) -> Any:
+    board = Board(redis_url, session_id, config.memory.key_prefix)
+    try:
+        return board.poll()
+    finally:
+        board.close()
+
+
+def assert_ratio_held(config: SessionConfig, state: Any) -> None:
+    """samples / (inserts - min_size) is samples_per_insert, up to the limiter's slack."""
+    limiter = hive_rate_limiter(config)
+    consumed = state.inserts - limiter.min_size
+    assert consumed > 0 and state.samples > 0
+    assert abs(limiter.lead(state.inserts, state.samples)) <= limiter.slack, state
+    ratio = state.samples / consumed
+    tolerance = limiter.slack / consumed + 0.02
+    assert ratio == pytest.approx(limiter.samples_per_insert, rel=tolerance), (ratio, state)
 
 
 class RecordingRecorder:
@@ -84,8 +103,11 @@ class RecordingRecorder:
         self.calls.append(("finish", {"session_id": session_id, "status": status, **update}))
 
 
-def test_short_hive_run_improves_clearly(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
-    config = hive_config(tmp_path, redis_prefix, total_steps=STEPS)
+def test_short_hive_improves_clearly_and_holds_the_ratio(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """A seeded CartPole hive: the evaluator's greedy return goes from random play (~10-20) to >= 150."""
+    config = hive_config(tmp_path, redis_prefix, total_steps=40_000)
     recorder = RecordingRecorder()
     extra_sink = tmp_path / "extra.jsonl"
     result = Trainer(
@@ -95,125 +117,240 @@ def test_short_hive_run_improves_clearly(tmp_path: Path, redis_url: str, redis_p
         recorder=recorder,
         sink_factory=lambda cfg, session: JsonlSink(extra_sink),
     ).run()
-    assert result.status == "completed"
+    assert result.status in ("completed", "solved"), [(v.name, v.state, v.error) for v in result.views]
     events = read_events(result.run_folder)
+    evals = [e["eval_return"] for e in events if e["event_type"] == "eval"]
+    assert len(evals) >= 3
+    assert evals[0] < 50  # untrained greedy play
+    assert max(evals) >= 150, evals
+    # Each role's telemetry: actors' episodes, the learner's statistics, the evaluator's rounds.
+    assert {e.get("role") for e in events} == {"learner", "actor", "evaluator"}
+    assert {e["worker_index"] for e in events if e["event_type"] == "episode"} == {0, 1}
+    assert all(e["session_id"] == result.session_id for e in events)
+    stats = [e for e in events if e["event_type"] == "train_stats" and e["role"] == "learner"]
+    assert stats[-1]["updates"] > 1000 and stats[-1]["weights_version"] > 1
+    # The actors played published weights, newer as the run went on.
+    versions = [e["weights_version"] for e in events if e["event_type"] == "episode"]
+    assert versions[-1] > versions[0]
+    # The rate limiter held samples / (inserts - min_size) at samples_per_insert.
+    state = final_board(config, result.session_id, redis_url)
+    if result.status == "completed":
+        assert state.inserts >= config.total_steps
+    assert_ratio_held(config, state)
+    assert stats[-1]["samples_per_insert"] == pytest.approx(config.learner.samples_per_insert, rel=0.1)
     # The archive seam saw the session start and finish; the extra sink got every event.
     assert recorder.calls[0][0] == "start" and recorder.calls[0][1]["session_id"] == result.session_id
-    assert recorder.calls[-1][0] == "finish" and recorder.calls[-1][1]["status"] == "completed"
+    assert recorder.calls[-1][0] == "finish" and recorder.calls[-1][1]["status"] == result.status
     assert len(extra_sink.read_text().splitlines()) == len(events)
-    firsts, lasts = [], []
-    for worker in range(2):
-        returns = episode_returns(events, worker)
-        assert len(returns) >= 20
-        firsts.append(np.mean(returns[:10]))
-        lasts.append(np.mean(returns[-10:]))
-    assert max(firsts) < 50  # random play at the start (CartPole: ~20)
-    assert np.mean(lasts) >= 150, f"first {firsts}, last {lasts}"
-    # Telemetry and the session record are there.
-    stats = [e for e in events if e["event_type"] == "train_stats"]
-    assert stats and all(e["session_id"] == result.session_id for e in events)
-    assert max(e["updates"] for e in stats) > 1000  # every 2nd step after the first 300
     session = json.loads((result.run_folder / "session.json").read_text())
-    assert session["status"] == "completed" and session["config"]["workers"] == 2
-    assert session["seeds"] == [1, 1001] and "torch" in session["versions"]
+    assert session["status"] == result.status and session["config"]["actors"] == 2
+    assert session["seeds"] == {"learner": 1, "actors": [1001, 2001]} and "torch" in session["versions"]
+    assert ModelStore(config.model_dir, result.session_id).load() is not None
 
 
-def test_memory_pace_learns_and_anneals_with_the_hives_steps(
-    tmp_path: Path, redis_url: str, redis_prefix: str
+@pytest.mark.parametrize("samples_per_insert", [2.0, 32.0])
+def test_rate_limiter_holds_the_ratio_in_a_real_hive(
+    tmp_path: Path, redis_url: str, redis_prefix: str, samples_per_insert: float
 ) -> None:
-    """pace=memory: a worker learns a phase per train_interval transitions the whole hive writes and
-    its ε decays with them; pace=worker counts the worker's own env steps only."""
-    steps, decay = 2000, 4000  # ε decays over what the two workers write together
-    for pace in ("worker", "memory"):
-        config = hive_config(
-            tmp_path / pace,
-            f"{redis_prefix}{pace}:",
-            total_steps=steps,
-            pace=pace,
-            checkpoint_interval=10_000,
-            exploration={"decay_steps": decay},
-        )
-        result = Trainer(config, redis_url=redis_url, live=False).run()
-        assert result.status == "completed"
-        events = read_events(result.run_folder)
-        clock = "env_steps" if pace == "worker" else "memory_writes"
-        finals = []
-        for worker in range(2):
-            stats = [e for e in events if e["event_type"] == "train_stats" and e["worker_index"] == worker]
-            learning = [e for e in stats if e["updates"] > 0]
-            assert len(learning) >= 3, stats
-            first, last = learning[0], learning[-1]
-            # One update (updates_per_train) per train_interval = 2 steps of the pace clock.
-            expected = (last[clock] - first[clock]) / 2
-            assert last["updates"] - first["updates"] == pytest.approx(expected, rel=0.1, abs=40)
-
-            # ε = 1 - 0.98 * min(1, clock / decay_steps) on that clock. An event reports the ε of the last
-            # action, taken after the previous event and before this one's clock reading.
-            def schedule(value: float) -> float:
-                return 1 - 0.98 * min(1.0, value / decay)
-
-            for before, e in zip([{clock: 0}, *stats], stats, strict=False):
-                assert schedule(e[clock]) - 1e-6 <= e["epsilon"] <= schedule(before[clock]) + 1e-6, (
-                    before,
-                    e,
-                )
-            finals.append(last)
-        # The worker that finished last saw every transition of the hive: about twice its own steps.
-        # Its ε tells the clocks apart whatever the order the two workers ran in.
-        final = max(finals, key=lambda e: e["memory_writes"])
-        assert final["env_steps"] == steps and final["memory_writes"] >= 1.9 * steps, finals
-        assert final["epsilon"] == pytest.approx(0.51 if pace == "worker" else 0.02, abs=0.05), finals
+    """Fast actors and a slow learner (32) or a fast learner and slow actors (2): either way the
+    measured ratio is the configured one, within the slack."""
+    config = hive_config(
+        tmp_path,
+        redis_prefix,
+        total_steps=6_000,
+        agent={"batch_size": 32},
+        learner={"samples_per_insert": samples_per_insert, "rate_slack": 400, "sample_chunk": 2},
+        evaluator={"enabled": False},
+    )
+    result = Trainer(config, redis_url=redis_url, live=False).run()
+    assert result.status == "completed"
+    state = final_board(config, result.session_id, redis_url)
+    assert state.inserts >= config.total_steps
+    assert_ratio_held(config, state)
+    # Throughout the run, not only at the end (the learner reports the board it last saw).
+    limiter = hive_rate_limiter(config)
+    for event in read_events(result.run_folder):
+        if event["event_type"] == "train_stats" and event["role"] == "learner" and event["learner_samples"]:
+            lead = limiter.lead(event["memory_writes"], event["learner_samples"])
+            assert abs(lead) <= 2 * limiter.slack, event
 
 
-def test_killed_worker_restarts_from_its_checkpoint(
+def test_solo_hive_one_process_acts_and_learns(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    """actors = 0: the learner's process plays too, with the online network itself."""
+    config = hive_config(
+        tmp_path,
+        redis_prefix,
+        actors=0,
+        total_steps=4_000,
+        agent={"batch_size": 32},
+        evaluator={"enabled": False},
+    )
+    result = Trainer(config, redis_url=redis_url, live=False).run()
+    assert result.status == "completed"
+    learner, actor = result.views  # the actor's row is the learner process's own play
+    assert (learner.name, actor.name, actor.in_learner) == ("learner", "actor 0", True)
+    assert learner.restarts == 0 and learner.updates > 0 and learner.pid is not None
+    assert actor.pid is None and actor.env_steps > 0
+    events = read_events(result.run_folder)
+    episodes = [e for e in events if e["event_type"] == "episode"]
+    assert episodes and all(e["role"] == "actor" and e["worker_index"] == 0 for e in episodes)
+    assert result.first_step_time is not None
+    state = final_board(config, result.session_id, redis_url)
+    assert state.inserts >= config.total_steps
+    assert_ratio_held(config, state)
+
+
+def test_killed_learner_resumes_from_its_checkpoint_while_actors_play_on(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
     config = hive_config(
         tmp_path,
         redis_prefix,
-        total_steps=4000,
-        checkpoint_interval=500,
-        agent={"learning_starts": 1_000_000},  # acting and inserting only: this test is about processes
-        # The survivor runs longer, so it is still mid-run when worker 1 is killed however the two
-        # processes happen to be scheduled on a loaded machine.
-        worker_overrides={0: {"total_steps": 10_000}},
+        total_steps=10_000,
+        agent={"batch_size": 32},
+        learner={"checkpoint_interval": 150},
+        evaluator={"enabled": False},
     )
     killed: dict[str, Any] = {}
     trainer: Trainer
 
-    def on_message(kind: str, index: int, payload: dict[str, Any]) -> None:
-        if kind == "checkpoint" and index == 1 and payload["env_steps"] >= 1000 and not killed:
-            pid = trainer.worker_pid(1)
+    def on_message(kind: str, role: str, index: int, payload: dict[str, Any]) -> None:
+        if kind == "checkpoint" and role == "learner" and payload["updates"] >= 300 and not killed:
+            pid = trainer.pid("learner")
             assert pid is not None
-            killed.update(pid=pid, at_steps=payload["env_steps"], other_steps=trainer.views[0].env_steps)
+            actors = [trainer.views[("actor", i)].env_steps for i in range(2)]
+            killed.update(pid=pid, updates=payload["updates"], actor_steps=actors)
             os.kill(pid, signal.SIGKILL)
 
     trainer = Trainer(config, redis_url=redis_url, live=False, on_message=on_message)
     result = trainer.run()
-    assert killed, "worker 1 was never killed"
-    assert result.status == "completed"
-    survivor, restarted = result.workers
-    assert survivor.restarts == 0 and survivor.state == "done" and survivor.env_steps == 10_000
-    assert killed["other_steps"] < 10_000  # the survivor was mid-run and went on to the end
-    assert restarted.restarts == 1 and restarted.state == "done" and restarted.env_steps == 4000
-    starts = [h for h in restarted.history if h["kind"] == "started"]
+    assert killed, "the learner was never killed"
+    assert result.status == "completed", [(v.name, v.state, v.error) for v in result.views]
+    (learner,) = views(result, "learner")
+    assert learner.restarts == 1 and learner.state == "done"
+    starts = [h for h in learner.history if h["kind"] == "started"]
     assert len(starts) == 2 and starts[0]["resumed_from"] is None
     assert starts[1]["pid"] != killed["pid"]
-    # It resumed from its last checkpoint (written at or after the one that triggered the kill).
-    assert starts[1]["resumed_from"] >= killed["at_steps"]
-    state = ModelStore(config.model_dir, result.session_id).load_worker(1)
-    assert state is not None and state["counters"]["env_steps"] == 4000
+    assert starts[1]["resumed_from"] is not None and starts[1]["resumed_from"] >= killed["updates"]
+    assert learner.resumed_from == starts[1]["resumed_from"]
+    # The restarted learner published above the versions the actors already had.
+    assert starts[1]["weights_version"] > starts[0]["weights_version"]
+    # The actors were never restarted and went on playing.
+    for index, actor in enumerate(views(result, "actor")):
+        assert actor.restarts == 0 and actor.state == "done"
+        assert actor.env_steps > killed["actor_steps"][index]
+        assert [h["kind"] for h in actor.history].count("started") == 1
+    state = final_board(config, result.session_id, redis_url)
+    assert state.inserts >= config.total_steps and state.stop == "completed"
+    assert_ratio_held(config, state)  # the board's sample count outlived the learner
+    checkpoint = ModelStore(config.model_dir, result.session_id).load()
+    assert checkpoint is not None and checkpoint["counters"]["updates"] == learner.updates
+
+
+def test_killed_actor_the_rest_carry_on(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    config = hive_config(
+        tmp_path,
+        redis_prefix,
+        actors=3,
+        total_steps=9_000,
+        agent={"batch_size": 32},
+        learner={"checkpoint_interval": 100},
+        evaluator={"enabled": False},
+    )
+    killed: dict[str, Any] = {}
+    trainer: Trainer
+
+    def on_message(kind: str, role: str, index: int, payload: dict[str, Any]) -> None:
+        if kind == "checkpoint" and role == "learner" and payload["updates"] >= 200 and not killed:
+            pid = trainer.pid("actor", 1)
+            assert pid is not None
+            actors = [trainer.views[("actor", i)].env_steps for i in range(3)]
+            killed.update(pid=pid, actor_steps=actors, updates=payload["updates"])
+            os.kill(pid, signal.SIGKILL)
+
+    trainer = Trainer(config, redis_url=redis_url, live=False, on_message=on_message)
+    result = trainer.run()
+    assert killed, "actor 1 was never killed"
+    assert result.status == "completed", [(v.name, v.state, v.error) for v in result.views]
+    (learner,) = views(result, "learner")
+    assert learner.restarts == 0 and learner.state == "done" and learner.updates > killed["updates"]
+    actors = views(result, "actor")
+    assert [actor.restarts for actor in actors] == [0, 1, 0]
+    assert all(actor.state == "done" for actor in actors)
+    for index in (0, 2):  # the others played on
+        assert actors[index].env_steps > killed["actor_steps"][index]
+    starts = [h for h in actors[1].history if h["kind"] == "started"]
+    assert len(starts) == 2  # restarted: a stateless actor just reconnects
+    state = final_board(config, result.session_id, redis_url)
+    assert state.inserts >= config.total_steps and state.stop == "completed"
+
+
+def test_redis_restart_mid_run_every_role_waits_and_reconnects(
+    tmp_path: Path, private_redis: RedisServer
+) -> None:
+    """A private Redis (AOF, as replay_memory/redis.conf) is stopped mid-run and started again on the
+    same port and folder: every role reports the outage and goes on, no restart is used, the memory
+    keeps its content."""
+    config = hive_config(
+        tmp_path,
+        "",
+        total_steps=9_000,
+        agent={"batch_size": 32},
+        learner={"checkpoint_interval": 100},
+        evaluator={"interval_s": 0.3, "episodes": 2},
+        max_restarts=0,  # an outage must never be survived by a restart
+    )
+    spec = ObservationSpec(shape=(4,), dtype="float32")
+    outage: dict[str, Any] = {}
+    outages: set[tuple[str, int]] = set()
+    errors: list[str] = []
+
+    def bounce() -> None:
+        session_config = config.model_copy(update={"session_id": trainer.session_id})
+        with ReplayMemory.open(private_redis.url, memory_config(session_config, spec)) as memory:
+            outage["size_before"] = len(memory)
+        private_redis.stop()  # SIGTERM: Redis writes its append-only file and exits
+        outage["stopped_at"] = time.monotonic()
+        time.sleep(4.0)
+        private_redis.start()
+        with ReplayMemory.open(private_redis.url, memory_config(session_config, spec)) as memory:
+            outage["size_after"] = len(memory)
+
+    bouncer = threading.Thread(target=bounce)
+
+    def on_message(kind: str, role: str, index: int, payload: dict[str, Any]) -> None:
+        if kind == "checkpoint" and role == "learner" and payload["updates"] >= 200 and not outage:
+            outage["updates"] = payload["updates"]
+            bouncer.start()
+        if kind == "outage":
+            outages.add((role, index))
+        if kind == "error":
+            errors.append(payload["text"])
+
+    trainer = Trainer(config, redis_url=private_redis.url, live=False, on_message=on_message)
+    result = trainer.run()
+    bouncer.join(timeout=60)
+    assert outage.get("size_after") is not None, "Redis was never bounced"
+    assert not errors, errors
+    assert result.status == "completed", [(v.name, v.state, v.error) for v in result.views]
+    assert all(view.restarts == 0 and view.state == "done" for view in result.views)
+    assert outages == {("learner", 0), ("actor", 0), ("actor", 1), ("evaluator", 0)}
+    assert outage["size_after"] >= outage["size_before"] > 0  # the memory came back intact
+    state = final_board(config, result.session_id, private_redis.url)
+    assert state.inserts >= config.total_steps  # counting went on after the restart
+    (learner,) = views(result, "learner")
+    assert learner.updates > outage["updates"]
 
 
 def _train_cli(tmp_path: Path, redis_url: str, redis_prefix: str, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(REPO)}
     command = [
-        sys.executable, "-m", "hiverl.cli", "train", "--no-live",
+        sys.executable, "-m", "hiverl.cli", "train", "--no-live", "--no-telemetry", "--no-archive",
         "--set", f"memory.key_prefix={redis_prefix}",
         "--set", f"run_dir={tmp_path / 'runs'}",
         "--set", f"model_dir={tmp_path / 'models'}",
         "--set", "stats_interval_s=0.5",
-        "--set", "checkpoint_interval=100000",
+        "--set", "evaluator.enabled=false",
         *args,
     ]  # fmt: skip
     return subprocess.Popen(
@@ -227,57 +364,57 @@ def test_ctrl_c_checkpoints_and_resume_continues_counters(
     session = "resume-test"
     first = _train_cli(
         tmp_path, redis_url, redis_prefix,
-        "--env", "CartPole-v1", "--workers", "2", "--steps", "1000000", "--session", session,
-        "--set", "agent.learning_starts=300", "--set", "agent.hidden_sizes=[32]",
+        "--env", "CartPole-v1", "--actors", "2", "--steps", "1000000", "--session", session,
+        "--set", "learner.min_size=500", "--set", "learner.sample_chunk=4",
+        "--set", "agent.hidden_sizes=[32]",
     )  # fmt: skip
     events = tmp_path / "runs" / session / "events.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # wait until both workers are learning
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and first.poll() is None:  # wait until the learner learns
         lines = events.read_text().splitlines() if events.exists() else []
-        stats = [json.loads(line) for line in lines if '"train_stats"' in line]
-        if {e["worker_index"] for e in stats if e["updates"] > 0} == {0, 1}:
+        stats = [json.loads(line) for line in lines[:-1] if '"train_stats"' in line]
+        if any(e["role"] == "learner" and e["updates"] > 100 for e in stats):
             break
         time.sleep(0.5)
     first.send_signal(signal.SIGINT)  # what Ctrl-C does
-    output, _ = first.communicate(timeout=300)
+    output, _ = first.communicate(timeout=240)
     assert first.returncode == 0, output
     assert "stopping" in output and "summary" in output
     document = json.loads((tmp_path / "runs" / session / "session.json").read_text())
     assert document["status"] == "stopped"
     store = ModelStore(tmp_path / "models", session)
-    stopped_at = []
-    for worker in range(2):
-        state = store.load_worker(worker)
-        assert state is not None and state["counters"]["updates"] > 0
-        stopped_at.append(state["counters"]["env_steps"])
-    assert min(stopped_at) > 0
+    state = store.load()
+    assert state is not None and state["counters"]["updates"] > 100
+    stopped_updates = state["counters"]["updates"]
+    config = load_config(overrides={"memory": {"key_prefix": redis_prefix}})
+    inserts = Board(redis_url, session, config.memory.key_prefix).poll().inserts
+    assert inserts > 0
 
-    target = max(stopped_at) + 300
+    target = inserts + 2_000
     second = _train_cli(tmp_path, redis_url, redis_prefix, "--resume", session, "--steps", str(target))
-    output, _ = second.communicate(timeout=300)
+    output, _ = second.communicate(timeout=240)
     assert second.returncode == 0, output
     document = json.loads((tmp_path / "runs" / session / "session.json").read_text())
     assert document["status"] == "completed" and document["resumed"] is True
     assert document["config"]["total_steps"] == target
     assert document["config"]["agent"]["hidden_sizes"] == [32]  # the stored settings were kept
-    for worker in range(2):
-        state = store.load_worker(worker)
-        assert state is not None and state["counters"]["env_steps"] == target
-    # Counters continued: the resumed run's first statistics start where the first run stopped.
-    all_events = read_events(tmp_path / "runs" / session)
-    for worker in range(2):
-        steps = [
-            e["env_steps"]
-            for e in all_events
-            if e["event_type"] == "train_stats" and e["worker_index"] == worker
-        ]
-        resumed = [s for s in steps if s > stopped_at[worker]]
-        assert resumed and min(resumed) <= target and steps == sorted(steps)
+    resumed = store.load()
+    assert resumed is not None and resumed["counters"]["updates"] > stopped_updates
+    # The learner resumed from its checkpoint: its statistics continue from the stopped count.
+    learner_stats = [
+        e["updates"]
+        for e in read_events(tmp_path / "runs" / session)
+        if e["event_type"] == "train_stats" and e["role"] == "learner"
+    ]
+    later = [u for u in learner_stats if u > stopped_updates]
+    assert later and learner_stats == sorted(learner_stats)
+    board = Board(redis_url, session, config.memory.key_prefix).poll()
+    assert board.inserts >= target and board.stop == "completed"
 
-    # Greedy evaluation of the resumed checkpoint, with a video.
+    # Greedy evaluation of the session's latest checkpoint, with a video.
     video = tmp_path / "episode.mp4"
     evaluation = subprocess.run(
-        [sys.executable, "-m", "hiverl.cli", "evaluate", "--checkpoint", str(store.worker_path(0)),
+        [sys.executable, "-m", "hiverl.cli", "evaluate", "--checkpoint", str(store.latest_path),
          "--episodes", "2", "--video", str(video), "--device", "cpu"],
         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -300,47 +437,3 @@ def test_new_session_id_refuses_to_overwrite_and_resume_needs_a_session(
         Trainer(
             config.model_copy(update={"session_id": "missing"}), redis_url=redis_url, live=False, resume=True
         )
-
-
-def test_single_worker_command_stops_on_sigterm_with_a_checkpoint(
-    tmp_path: Path, redis_url: str, redis_prefix: str
-) -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "REDIS_URL": redis_url,
-        "HIVERL_WORKER_INDEX": "1",
-        "CONFIG_SESSION_ID": "container-hive",
-        "CONFIG_WORKERS": "2",
-        "CONFIG_TOTAL_STEPS": "1000000",
-        "CONFIG_RUN_DIR": str(tmp_path / "runs"),
-        "CONFIG_MODEL_DIR": str(tmp_path / "models"),
-        "CONFIG_STATS_INTERVAL_S": "0.5",
-        "CONFIG_MEMORY__KEY_PREFIX": redis_prefix,
-        "CONFIG_AGENT__LEARNING_STARTS": "200",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "hiverl.cli", "worker"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    events = tmp_path / "runs" / "container-hive" / "events-worker-1.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and worker.poll() is None:
-        time.sleep(0.5)
-        try:
-            if any(e["event_type"] == "train_stats" and e["updates"] > 0 for e in read_events(events.parent)):
-                break  # it has learned: stop it mid-run
-        except ValueError:
-            pass  # a line the worker is still writing
-    worker.send_signal(signal.SIGTERM)  # what `docker stop` sends
-    output, _ = worker.communicate(timeout=300)
-    assert worker.returncode == 0, output
-    assert "worker 1 done" in output
-    state = ModelStore(tmp_path / "models", "container-hive").load_worker(1)
-    assert state is not None and state["counters"]["env_steps"] > 0 and state["counters"]["updates"] > 0
-    stats = [e for e in read_events(tmp_path / "runs" / "container-hive") if e["event_type"] == "train_stats"]
-    assert stats and all(e["worker_index"] == 1 for e in stats)

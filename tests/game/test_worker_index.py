@@ -138,20 +138,20 @@ def test_bad_arguments_name_the_field(
 def test_replicas_run_their_command_with_distinct_indices(
     redis_target: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two `run` supervisors (as two containers): each child sees its own HIVERL_WORKER_INDEX."""
+    """Two `run` supervisors (as two containers): each child sees its own HIVERL_ACTOR_INDEX."""
     url, prefix = redis_target
     env = {
         **os.environ,
         "REDIS_URL": url,
         "CONFIG_SESSION_ID": "cli-hive",
-        "CONFIG_WORKERS": "2",
+        "CONFIG_ACTORS": "2",
         "CONFIG_MEMORY__KEY_PREFIX": prefix,
     }
     release_file = tmp_path / "release"
     child = (
         "import os, pathlib, time\n"
         f"pathlib.Path({str(tmp_path)!r}, os.environ['HIVERL_WORKER_HOLDER']).write_text("
-        "os.environ['HIVERL_WORKER_INDEX'])\n"
+        "os.environ['HIVERL_ACTOR_INDEX'])\n"
         f"while not pathlib.Path({str(release_file)!r}).exists(): time.sleep(0.05)\n"
     )
     supervisors = [
@@ -170,7 +170,7 @@ def test_replicas_run_their_command_with_distinct_indices(
         indices = {(tmp_path / f"replica-{i}").read_text() for i in range(2)}
         assert indices == {"0", "1"}
         # the health check, in this process with the replicas' environment
-        for name in ("REDIS_URL", "CONFIG_SESSION_ID", "CONFIG_WORKERS", "CONFIG_MEMORY__KEY_PREFIX"):
+        for name in ("REDIS_URL", "CONFIG_SESSION_ID", "CONFIG_ACTORS", "CONFIG_MEMORY__KEY_PREFIX"):
             monkeypatch.setenv(name, env[name])
         monkeypatch.setenv("HIVERL_WORKER_HOLDER", "replica-1")
         assert main(["check"]) == 0

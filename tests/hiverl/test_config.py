@@ -1,4 +1,4 @@
-"""Session settings: precedence, validation messages, per-worker overrides."""
+"""Session settings: precedence, validation messages, per-actor overrides, the learner's rate settings."""
 
 from __future__ import annotations
 
@@ -29,47 +29,80 @@ def test_defaults_are_cartpole_ready() -> None:
     assert config.env_id == "CartPole-v1"
     assert config.agent.n_step == 3
     assert config.agent.gamma == 0.99
-    assert config.exploration.schedule == "linear"
+    assert config.actors == 2 and config.evaluator.enabled
+    assert config.exploration.schedule == "ladder"
+    assert config.learner.min_size >= 1 and config.learner.rate_slack >= 1
 
 
 def test_precedence_defaults_file_env_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     toml = write(
         tmp_path,
         "hive.toml",
-        'workers = 3\nseed = 11\nenv_id = "Acrobot-v1"\n[agent]\nlr = 0.002\nbatch_size = 32\n',
+        'actors = 3\nseed = 11\nenv_id = "Acrobot-v1"\n[agent]\nlr = 0.002\nbatch_size = 32\n'
+        "[learner]\nsamples_per_insert = 4.0\nrate_slack = 3000\n[actor]\nenvs = 4\n",
     )
     from_file = load_config(toml)
-    assert (from_file.workers, from_file.seed, from_file.env_id) == (3, 11, "Acrobot-v1")
+    assert (from_file.actors, from_file.seed, from_file.env_id) == (3, 11, "Acrobot-v1")
     assert (from_file.agent.lr, from_file.agent.batch_size, from_file.agent.gamma) == (0.002, 32, 0.99)
+    assert (from_file.learner.samples_per_insert, from_file.learner.rate_slack) == (4.0, 3000)
+    assert from_file.actor.envs == 4
 
-    monkeypatch.setenv("CONFIG_WORKERS", "5")
+    monkeypatch.setenv("CONFIG_ACTORS", "5")
     monkeypatch.setenv("CONFIG_AGENT__LR", "0.003")
+    monkeypatch.setenv("CONFIG_LEARNER__RATE_SLACK", "4000")
+    monkeypatch.setenv("CONFIG_EVALUATOR__INTERVAL_S", "0.5")
     from_env = load_config(toml)
-    assert (from_env.workers, from_env.seed, from_env.agent.lr) == (5, 11, 0.003)
+    assert (from_env.actors, from_env.seed, from_env.agent.lr) == (5, 11, 0.003)
+    assert from_env.learner.rate_slack == 4000 and from_env.evaluator.interval_s == 0.5
     assert from_env.agent.batch_size == 32  # the file still applies to fields env does not set
+    assert from_env.learner.samples_per_insert == 4.0
 
-    from_cli = load_config(toml, {"workers": 7, "agent": {"lr": 0.004}})
-    assert (from_cli.workers, from_cli.agent.lr) == (7, 0.004)
+    from_cli = load_config(toml, {"actors": 7, "agent": {"lr": 0.004}, "learner": {"rate_slack": 5000}})
+    assert (from_cli.actors, from_cli.agent.lr, from_cli.learner.rate_slack) == (7, 0.004, 5000)
     assert from_cli.agent.batch_size == 32 and from_cli.seed == 11
+    assert from_cli.evaluator.interval_s == 0.5 and from_cli.actor.envs == 4
+
+
+def test_actors_from_env_bound_the_overrides_from_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """actor_overrides are checked against the resolved number of actors, whoever set it."""
+    toml = write(tmp_path, "hive.toml", "actors = 4\n[actor_overrides.3.actor]\nenvs = 2\n")
+    assert load_config(toml).for_actor(3).actor.envs == 2
+    monkeypatch.setenv("CONFIG_ACTORS", "2")
+    with pytest.raises(ConfigError, match=r"actor_overrides has index 3.*0\.\.1"):
+        load_config(toml)
+    assert load_config(toml, {"actors": 4}).for_actor(3).actor.envs == 2  # the CLI wins again
 
 
 def test_yaml_file(tmp_path: Path) -> None:
-    yaml_file = write(tmp_path, "hive.yaml", "workers: 2\nexploration:\n  schedule: ladder\n")
+    yaml_file = write(tmp_path, "hive.yaml", "actors: 2\nexploration:\n  schedule: linear\n")
     config = load_config(yaml_file)
-    assert config.workers == 2 and config.exploration.schedule == "ladder"
+    assert config.actors == 2 and config.exploration.schedule == "linear"
 
 
 @pytest.mark.parametrize(
     ("overrides", "field", "allowed"),
     [
-        ({"workers": 0}, "workers", "greater than or equal to 1"),
-        ({"envs_per_worker": 0}, "envs_per_worker", "greater than or equal to 1"),
+        ({"actors": -1}, "actors", "greater than or equal to 0"),
+        ({"actors": 257}, "actors", "less than or equal to 256"),
+        ({"actor": {"envs": 0}}, "actor.envs", "greater than or equal to 1"),
+        ({"actor": {"insert_batch": 0}}, "actor.insert_batch", "greater than or equal to 1"),
+        ({"actor": {"random_action_rate": 1.5}}, "actor.random_action_rate", "less than or equal to 1"),
         ({"total_steps": 0}, "total_steps", "greater than or equal to 1"),
         ({"seed": -1}, "seed", "greater than or equal to 0"),
         ({"device": "tpu"}, "device", "auto, cpu, cuda, cuda:N"),
-        ({"random_action_rate": 1.5}, "random_action_rate", "less than or equal to 1"),
-        ({"pace": "hive"}, "pace", "'worker' or 'memory'"),
+        ({"actor_device": "gpu"}, "actor_device", "auto, cpu, cuda, cuda:N"),
         ({"session_id": "a b"}, "session_id", "should match pattern"),
+        ({"learner": {"samples_per_insert": 0}}, "learner.samples_per_insert", "greater than 0"),
+        ({"learner": {"rate_slack": 0}}, "learner.rate_slack", "greater than or equal to 1"),
+        ({"learner": {"min_size": 0}}, "learner.min_size", "greater than or equal to 1"),
+        ({"learner": {"sample_chunk": 65}}, "learner.sample_chunk", "less than or equal to 64"),
+        ({"learner": {"fetch_threads": 0}}, "learner.fetch_threads", "greater than or equal to 1"),
+        ({"learner": {"weights_interval": 0}}, "learner.weights_interval", "greater than or equal to 1"),
+        ({"learner": {"train_interval": 2}}, "learner.train_interval", "unknown setting"),
+        ({"evaluator": {"interval_s": 0}}, "evaluator.interval_s", "greater than 0"),
+        ({"evaluator": {"episodes": 0}}, "evaluator.episodes", "greater than or equal to 1"),
         ({"agent": {"lr": 0}}, "agent.lr", "greater than 0"),
         ({"agent": {"gamma": 1.5}}, "agent.gamma", "less than or equal to 1"),
         ({"agent": {"n_step": 0}}, "agent.n_step", "greater than or equal to 1"),
@@ -81,9 +114,27 @@ def test_yaml_file(tmp_path: Path) -> None:
         ({"exploration": {"ladder_epsilon": 1.0}}, "exploration.ladder_epsilon", "less than 1"),
         ({"memory": {"capacity": 0}}, "memory.capacity", "greater than or equal to 1"),
         ({"memory": {"alpha": 2}}, "memory.alpha", "less than or equal to 1"),
-        ({"worker_overrides": {9: {}}}, "worker_overrides", "allowed worker indices are 0..3"),
-        ({"worker_overrides": {1: {"workers": 2}}}, "worker_overrides.1", "hive-wide settings"),
-        ({"worker_overrides": {1: {"agent": {"lr": -1}}}}, "worker_overrides.1.agent.lr", "greater than 0"),
+        # Settings of the old topology are gone and rejected by name.
+        ({"memory": {"shared": False}}, "memory.shared", "unknown setting"),
+        ({"workers": 2}, "workers", "unknown setting"),
+        ({"pace": "memory"}, "pace", "unknown setting"),
+        ({"worker_overrides": {}}, "worker_overrides", "unknown setting"),
+        ({"actor_overrides": {9: {}}}, "actor_overrides", "allowed actor indices are 0..1"),
+        ({"actors": 0, "actor_overrides": {1: {}}}, "actor_overrides", "allowed actor indices are 0..0"),
+        ({"actor_overrides": {1: {"actors": 2}}}, "actor_overrides.1 may not set actors=2", "allowed: actor"),
+        ({"actor_overrides": {1: {"agent": {"lr": 0.1}}}}, "actor_overrides.1 may not set agent", "seed"),
+        ({"actor_overrides": {0: {"learner": {}}}}, "actor_overrides.0 may not set learner", "exploration"),
+        ({"actor_overrides": {0: {"total_steps": 5}}}, "may not set total_steps=5", "allowed"),
+        (
+            {"actor_overrides": {1: {"actor": {"envs": 0}}}},
+            "actor_overrides.1.actor.envs",
+            "greater than or equal to 1",
+        ),
+        (
+            {"actor_overrides": {1: {"exploration": {"bogus": 1}}}},
+            "actor_overrides.1.exploration.bogus",
+            "unknown setting",
+        ),
     ],
 )
 def test_validation_errors_name_field_value_and_allowed(overrides: dict, field: str, allowed: str) -> None:
@@ -111,51 +162,83 @@ def test_bad_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match=r"\.toml, \.yaml or \.yml"):
-        load_config(write(tmp_path, "hive.ini", "workers=2"))
+        load_config(write(tmp_path, "hive.ini", "actors=2"))
     with pytest.raises(ConfigError, match="cannot read settings"):
-        load_config(write(tmp_path, "broken.toml", "workers = [\n"))
-    with pytest.raises(ConfigError, match=r"workerz: unknown setting.*got 3"):
-        load_config(write(tmp_path, "typo.toml", "workerz = 3\n"))
+        load_config(write(tmp_path, "broken.toml", "actors = [\n"))
+    with pytest.raises(ConfigError, match=r"actorz: unknown setting.*got 3"):
+        load_config(write(tmp_path, "typo.toml", "actorz = 3\n"))
 
 
-def test_per_worker_overrides(tmp_path: Path) -> None:
+def test_per_actor_overrides(tmp_path: Path) -> None:
     toml = write(
         tmp_path,
         "hive.toml",
-        "workers = 3\n[worker_overrides.1.agent]\nlr = 0.01\n"
-        "[worker_overrides.2]\nrandom_action_rate = 0.2\n",
+        "actors = 3\nseed = 4\n[actor_overrides.1.actor]\nenvs = 2\n"
+        "[actor_overrides.2]\nseed = 50\n[actor_overrides.2.actor]\nrandom_action_rate = 0.2\n",
     )
     config = load_config(toml)
-    assert config.for_worker(0).agent.lr == config.agent.lr
-    assert config.for_worker(1).agent.lr == 0.01
-    assert config.for_worker(1).agent.batch_size == config.agent.batch_size
-    assert config.for_worker(2).random_action_rate == 0.2
-    assert config.for_worker(0).random_action_rate == 0.0
+    assert config.for_actor(0).actor == config.actor
+    assert config.for_actor(1).actor.envs == 2
+    assert config.for_actor(1).actor.insert_batch == config.actor.insert_batch  # the rest is inherited
+    assert config.for_actor(2).actor.random_action_rate == 0.2
+    assert config.for_actor(0).actor.random_action_rate == 0.0
+    assert config.for_actor(2).actor_overrides == {}  # the resolved view carries no overrides itself
+    # Seeds: actor i plays seed + 1000 * (i + 1), its own seed override applied.
+    assert [config.actor_seed(i) for i in range(3)] == [1004, 2004, 3050]
     with pytest.raises(ConfigError, match="out of range"):
-        config.for_worker(3)
+        config.for_actor(3)
+    solo = load_config(overrides={"actors": 0, "actor_overrides": {0: {"actor": {"envs": 3}}}})
+    assert solo.for_actor(0).actor.envs == 3  # a solo hive's learner plays as actor 0
 
 
 def test_exploration_ladder_and_linear() -> None:
-    ladder = load_config(overrides={"workers": 4, "exploration": {"schedule": "ladder"}})
+    ladder = load_config(overrides={"actors": 4, "exploration": {"schedule": "ladder"}})
     expected = [0.4 ** (1 + 7 * i / 3) for i in range(4)]
-    assert [ladder.epsilon(i, 0) for i in range(4)] == pytest.approx(expected)
-    assert ladder.epsilon(3, 10**6) == pytest.approx(0.4**8)
-    linear = load_config(overrides={"exploration": {"start": 1.0, "end": 0.1, "decay_steps": 100}})
-    assert linear.epsilon(0, 0) == 1.0
-    assert linear.epsilon(0, 50) == pytest.approx(0.55)
-    assert linear.epsilon(0, 1000) == pytest.approx(0.1)
-    per_worker = load_config(overrides={"workers": 2, "worker_overrides": {1: {"exploration": {"end": 0.5}}}})
-    assert per_worker.epsilon(1, 10**6) == pytest.approx(0.5)
-    assert per_worker.epsilon(0, 10**6) == pytest.approx(0.02)  # the default end
+    assert [ladder.exploration.epsilon(i, 4, 0) for i in range(4)] == pytest.approx(expected)
+    assert ladder.exploration.epsilon(3, 4, 10**6) == pytest.approx(0.4**8)  # no decay on the ladder
+    assert ladder.exploration.epsilon(0, 1, 0) == pytest.approx(0.4)  # one actor: the base ε
+    linear = load_config(
+        overrides={"exploration": {"schedule": "linear", "start": 1.0, "end": 0.1, "decay_steps": 100}}
+    )
+    assert linear.exploration.epsilon(0, 2, 0) == 1.0
+    assert linear.exploration.epsilon(1, 2, 50) == pytest.approx(0.55)
+    assert linear.exploration.epsilon(0, 2, 1000) == pytest.approx(0.1)
+    per_actor = load_config(
+        overrides={
+            "actors": 2,
+            "exploration": {"schedule": "linear"},
+            "actor_overrides": {1: {"exploration": {"end": 0.5}}},
+        }
+    )
+    assert per_actor.for_actor(1).exploration.epsilon(1, 2, 10**6) == pytest.approx(0.5)
+    assert per_actor.for_actor(0).exploration.epsilon(0, 2, 10**6) == pytest.approx(0.02)  # default end
+    constant = load_config(overrides={"exploration": {"schedule": "constant", "start": 0.3}})
+    assert constant.exploration.epsilon(1, 2, 10**6) == 0.3
+
+
+def test_rate_limiter_settings_resolve_to_one_limiter() -> None:
+    from game.rate_limiter import hive_rate_limiter
+
+    config = load_config(
+        overrides={
+            "agent": {"batch_size": 32},
+            "learner": {"samples_per_insert": 4, "min_size": 100, "sample_chunk": 8, "rate_slack": 600},
+        }
+    )
+    limiter = hive_rate_limiter(config)
+    # Sampling waits for one whole request (32 * 8 = 256 transitions), never less than min_size.
+    assert (limiter.samples_per_insert, limiter.min_size, limiter.slack) == (4.0, 256, 600)
+    big_min = load_config(overrides={"learner": {"min_size": 5000}})
+    assert hive_rate_limiter(big_min).min_size == 5000
 
 
 def test_parse_assignments() -> None:
     assert parse_assignments(
-        ["agent.lr=0.001", "workers=2", "agent.hidden_sizes=[64, 64]", "memory.shared=false"]
+        ["agent.lr=0.001", "actors=2", "agent.hidden_sizes=[64, 64]", "actor_overrides.1.actor.envs=3"]
     ) == {
         "agent": {"lr": 0.001, "hidden_sizes": [64, 64]},
-        "workers": 2,
-        "memory": {"shared": False},
+        "actors": 2,
+        "actor_overrides": {"1": {"actor": {"envs": 3}}},
     }
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_assignments(["agent.lr"])
@@ -168,9 +251,16 @@ def test_parse_assignments() -> None:
 
 
 def test_round_trip_through_json_ignores_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = load_config(overrides={"workers": 2, "worker_overrides": {1: {"agent": {"lr": 0.01}}}})
-    monkeypatch.setenv("CONFIG_WORKERS", "9")
-    restored = config_from_dict(config.to_json_dict())
+    config = load_config(overrides={"actors": 2, "actor_overrides": {1: {"actor": {"envs": 3}, "seed": 9}}})
+    monkeypatch.setenv("CONFIG_ACTORS", "9")
+    monkeypatch.setenv("CONFIG_LEARNER__SAMPLES_PER_INSERT", "2")
+    data = config.to_json_dict()
+    assert data["actor_overrides"] == {"1": {"actor": {"envs": 3}, "seed": 9}}  # JSON keys are strings
+    restored = config_from_dict(data)
     assert restored == config
-    assert "workers: 2" in config.to_yaml()
+    assert (
+        restored.for_actor(1).actor.envs == 3
+        and restored.learner.samples_per_insert == config.learner.samples_per_insert
+    )
+    assert "actors: 2" in config.to_yaml()
     assert isinstance(restored, SessionConfig)
