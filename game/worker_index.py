@@ -12,8 +12,12 @@ that tells replicas apart is their host name. A replica claims the lowest free i
 3. on a clean stop the lease is released (compare-and-delete); a crashed replica's lease expires
    after ``lease_s`` seconds and a standby replica takes its index over.
 
-When every index is taken, :func:`claim_worker_index` waits (a standby replica) instead of failing,
-so scaling past ``workers`` never produces a restart loop.
+The hive's size is not a second number to keep in step with ``--scale``: ``run`` claims among
+:data:`MAX_ACTORS` indices (the most a hive's settings allow), so N replicas hold ``0 .. N-1``, and it
+hands the child ``CONFIG_ACTORS`` = the number of live leases (at least ``index + 1``), so the ε
+ladder spreads over the actors that really play. When that number changes for ``settle_s`` seconds
+(replicas added or removed), the child is stopped and started again with the new size; actors are
+stateless, so a restart costs only the episodes in flight.
 
 In a container (``compose.yaml``)::
 
@@ -21,8 +25,8 @@ In a container (``compose.yaml``)::
                                                        # HIVERL_ACTOR_INDEX=<i>, keep the lease
     python -m game.worker_index check                  # health check: this host holds an index
 
-The hive is ``CONFIG_SESSION_ID`` and its size ``CONFIG_ACTORS`` (the session settings,
-:mod:`hiverl.config`); Redis is ``REDIS_URL`` (:mod:`hiverl.endpoints`).
+The hive is ``CONFIG_SESSION_ID`` (the session settings, :mod:`hiverl.config`); its size is the live
+leases; Redis is ``REDIS_URL`` (:mod:`hiverl.endpoints`).
 
 Keys: ``{key_prefix}hiverl:{<hive>}:worker-index:<i>`` (one hash tag per hive, so the script also
 runs on a Redis Cluster).
@@ -144,8 +148,7 @@ def claim_worker_index(
             return index
         if deadline is not None and time.monotonic() >= deadline:
             raise WorkerIndexError(
-                f"all {workers} worker indices of hive {hive!r} are taken; raise the hive's workers "
-                f"setting (CONFIG_ACTORS) or run fewer replicas"
+                f"all {workers} worker indices of hive {hive!r} are taken; run fewer replicas"
             )
         if not announced:
             log.warning("all %d worker indices of hive %r are taken: waiting as a standby", workers, hive)
@@ -240,6 +243,18 @@ class WorkerLease:
                 log.warning("cannot release worker index %d: %s", self.index, error)
 
 
+def live_count(client: Any, *, hive: str, workers: int, key_prefix: str = "") -> int:
+    """How many of ``hive``'s ``workers`` indices are held now (one MGET)."""
+    keys = [slot_key(hive, i, key_prefix) for i in range(workers)]
+    return sum(value is not None for value in client.mget(keys))
+
+
+MAX_ACTORS = 256
+"""Indices ``run`` claims among: the most actors a hive's settings allow (``SessionConfig.actors``)."""
+ACTORS_ENV = "CONFIG_ACTORS"
+"""The hive size handed to the child: the live leases, so the ε ladder spans the actors that play."""
+SETTLE_ENV = "HIVERL_ACTORS_SETTLE_S"
+"""Seconds a changed live count must hold before the child restarts with it (default 30)."""
 WORKER_INDEX_ENV = "HIVERL_ACTOR_INDEX"
 """Environment variable that tells the worker command its claimed index."""
 HOLDER_ENV = "HIVERL_WORKER_HOLDER"
@@ -261,36 +276,72 @@ def _hive_settings() -> tuple[Any, str, int, str]:
     if not config.session_id:
         raise WorkerIndexError("CONFIG_SESSION_ID must be set: every replica of one hive uses the same id")
     client = redis.Redis.from_url(Endpoints().redis_url, socket_timeout=10)
-    return client, config.session_id, config.actors, config.memory.key_prefix
+    return client, config.session_id, MAX_ACTORS, config.memory.key_prefix
+
+
+def _size(client: Any, hive: str, workers: int, prefix: str, index: int) -> int:
+    """The hive size for the child: the live leases, at least ``index + 1``."""
+    return max(live_count(client, hive=hive, workers=workers, key_prefix=prefix), index + 1)
 
 
 def _run(command: Sequence[str]) -> int:
     if not command:
         raise WorkerIndexError("run: give the worker command after --, e.g. run -- hiverl actor")
     client, hive, workers, prefix = _hive_settings()
+    settle_s = float(os.environ.get(SETTLE_ENV) or 30.0)
     with WorkerLease(client, hive=hive, workers=workers, holder=_holder(), key_prefix=prefix) as lease:
-        log.info("worker index %d of %d (hive %r, holder %s)", lease.index, workers, hive, lease.holder)
-        child = subprocess.Popen(list(command), env={**os.environ, WORKER_INDEX_ENV: str(lease.index)})
+        stopping = threading.Event()
+        child: subprocess.Popen[bytes] | None = None
 
         def forward(signum: int, _frame: object) -> None:
-            child.send_signal(signum)
+            stopping.set()
+            if child is not None:
+                child.send_signal(signum)
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
-        while True:
-            try:
-                return child.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
+        stopping.wait(min(settle_s, 3.0))  # replicas started together: let their claims land first
+        while not stopping.is_set():
+            size = _size(client, hive, workers, prefix, lease.index)
+            log.info("actor index %d of %d live (hive %r, holder %s)", lease.index, size, hive, lease.holder)
+            env = {**os.environ, WORKER_INDEX_ENV: str(lease.index), ACTORS_ENV: str(size)}
+            child = subprocess.Popen(list(command), env=env)
+            changed_since: float | None = None
+            next_count = time.monotonic() + 5.0
+            while True:
+                try:
+                    return child.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    pass
                 if lease.lost.is_set():  # another replica owns the index now: never share it
                     child.terminate()
                     child.wait()
                     return 75  # EX_TEMPFAIL: the restart policy starts a fresh claim
+                if stopping.is_set() or time.monotonic() < next_count:
+                    continue
+                next_count = time.monotonic() + 5.0
+                try:
+                    live = _size(client, hive, workers, prefix, lease.index)
+                except Exception as error:  # Redis briefly away: the lease thread judges that
+                    log.warning("cannot count the hive's actors: %s", error)
+                    continue
+                if live == size:
+                    changed_since = None
+                elif changed_since is None:
+                    changed_since = time.monotonic()
+                elif time.monotonic() - changed_since >= settle_s:
+                    log.info("the hive has %d actors now (was %d): restarting the actor", live, size)
+                    child.terminate()
+                    child.wait()
+                    break
+        return 0
 
 
 def _check() -> int:
     client, hive, workers, prefix = _hive_settings()
     holder = _holder()
-    held = any(holder_of(client, hive=hive, index=i, key_prefix=prefix) == holder for i in range(workers))
+    values = client.mget([slot_key(hive, i, prefix) for i in range(workers)])
+    held = any(v is not None and (v.decode() if isinstance(v, bytes) else str(v)) == holder for v in values)
     return 0 if held else 1
 
 

@@ -40,11 +40,15 @@ OTHER_VARIABLES: dict[str, str] = {
     "HIVERL_CACHE": "Downloads and builds of the local services (default `~/.cache/hiverl`).",
     "HIVERL_USER_PASSWORD": "Password for `hiverl users add/passwd` when `--password-stdin` is not given.",
     "HIVERL_ACTOR_INDEX": "Set by `python -m game.worker_index run` for the actor command: its index.",
+    "HIVERL_ACTORS_SETTLE_S": "Seconds the number of live actor leases must stay changed before an actor"
+    " restarts with the new ladder size (`game.worker_index`; default 30).",
     "HIVERL_WORKER_HOLDER": "Name of a replica claiming a worker index (default: the host name).",
     "JAVA_HOME": "JDK for the local Kafka and Elasticsearch (`hiverl services`), when not found otherwise.",
     "ES_JAVA_HOME": "JDK for the local Elasticsearch (tried before `JAVA_HOME`).",
     "KAFKA_JAVA_HOME": "JDK for the local Kafka (tried before `JAVA_HOME`).",
     "CI": "`true` in CI: the test fixtures fail (not skip) when a service is unreachable.",
+    "HIVERL_TRAIN_MONITOR": "`0`: `hiverl train` runs no memory monitor beside the hive (`--no-monitor`).",
+    "HIVERL_TRAIN_INDEX": "`0`: `hiverl train` runs no indexer beside the hive (`--no-index`).",
 }
 
 

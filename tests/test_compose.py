@@ -374,9 +374,14 @@ def test_actors_scale_and_the_learner_holds_the_gpu(services: dict[str, dict[str
     assert "container_name" not in game and "ports" not in game and "hostname" not in game
     assert "resources" not in game.get("deploy", {})  # actors play on the CPU
     devices = learner["deploy"]["resources"]["reservations"]["devices"]
-    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    # one GPU, chosen by its host index (one hive per GPU on a multi-GPU host)
+    assert devices == [
+        {"driver": "nvidia", "device_ids": [env_example()["HIVERL_LEARNER_GPU"]], "capabilities": ["gpu"]}
+    ]
     env = environment(game)
-    assert int(game["deploy"]["replicas"]) == int(env["CONFIG_ACTORS"])
+    # `--scale game=N` is the one number: the hive size is the live index leases, never CONFIG_ACTORS
+    for role in ("game", "learner", "evaluator"):
+        assert "CONFIG_ACTORS" not in environment(services[role]), f"{role}: a second number to keep in step"
     assert game["command"] == ["python", "-m", "game.worker_index", "run", "--", "hiverl", "actor"]
     assert learner["command"] == ["hiverl", "learner"]
     # the learner's checkpoints live on a named volume at the configured model dir (resume)
@@ -512,7 +517,7 @@ def test_hiverl_services_get_only_variables_the_code_reads(services: dict[str, d
         ):
             assert required in environment(service), f"{name} needs {required}"
     game = environment(services["game"])
-    assert {"CONFIG_SESSION_ID", "CONFIG_ACTORS", "CONFIG_MODEL_DIR", "CONFIG_RUN_DIR"} <= set(game)
+    assert {"CONFIG_SESSION_ID", "CONFIG_MODEL_DIR", "CONFIG_RUN_DIR"} <= set(game)
 
 
 def test_env_example_lists_every_variable_with_the_same_default() -> None:

@@ -3,8 +3,13 @@
 1. optionally put the telemetry index templates into Elasticsearch (so the data views find their
    fields even before the first event);
 2. wait until Kibana answers ``/api/status`` as available;
-3. import ``hiverl.ndjson`` through the saved objects ``_import`` API with ``overwrite=true`` (fixed
-   ids: a second import replaces, never duplicates) and make the training data view the default.
+3. import the saved objects (``hiverl.ndjson``, rendered for the index prefix: the data views read
+   ``<prefix>training_log`` and ``<prefix>memory_monitoring``) through the saved objects ``_import``
+   API with ``overwrite=true`` (fixed ids: a second import replaces, never duplicates) and make the
+   training data view the default.
+
+The prefix is ``--index-prefix``, else ``HIVERL_TELEMETRY_INDEX_PREFIX`` (as ``hiverl index`` and
+Logstash read it), else ``hiverl-``.
 
 ``python -m dashboard.kibana.importer --kibana-url http://kibana:5601 [--elasticsearch-url URL]``;
 credentials may be embedded in the URLs (``http://user:pass@host``) and are never printed.
@@ -13,6 +18,7 @@ credentials may be embedded in the URLs (``http://user:pass@host``) and are neve
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from dashboard.kibana.saved_objects import NDJSON_PATH, TRAINING_DATA_VIEW_ID
+from dashboard.kibana.saved_objects import NDJSON_PATH, TRAINING_DATA_VIEW_ID, render
 from hiverl.endpoints import redact
 
 _HEADERS = {"kbn-xsrf": "true"}
@@ -56,10 +62,12 @@ def wait_for_kibana(client: httpx.Client, timeout_s: float) -> None:
     raise TimeoutError(f"Kibana not available after {timeout_s:.0f}s ({last})")
 
 
-def import_saved_objects(client: httpx.Client, ndjson: Path = NDJSON_PATH) -> int:
-    """Import ``ndjson`` with overwrite; returns the number of objects imported. Raises RuntimeError
-    listing the objects Kibana refused."""
-    files = {"file": (ndjson.name, ndjson.read_bytes(), "application/ndjson")}
+def import_saved_objects(client: httpx.Client, ndjson: Path = NDJSON_PATH, prefix: str | None = None) -> int:
+    """Import the saved objects with overwrite: rendered for ``prefix`` when given, else the file
+    ``ndjson``; returns the number of objects imported. Raises RuntimeError listing the objects
+    Kibana refused."""
+    body = render(prefix).encode("utf-8") if prefix is not None else ndjson.read_bytes()
+    files = {"file": (ndjson.name, body, "application/ndjson")}
     response = client.post("/api/saved_objects/_import", params={"overwrite": "true"}, files=files)
     response.raise_for_status()
     result = response.json()
@@ -77,15 +85,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--kibana-url", default="http://127.0.0.1:5601")
     parser.add_argument("--elasticsearch-url", default=None, help="also put the index templates here")
-    parser.add_argument("--index-prefix", default=None, help="index template prefix (default hiverl-)")
+    parser.add_argument(
+        "--index-prefix",
+        default=os.environ.get("HIVERL_TELEMETRY_INDEX_PREFIX") or None,
+        help="telemetry index prefix of the data views and templates "
+        "(default: $HIVERL_TELEMETRY_INDEX_PREFIX, else hiverl-)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for Kibana")
     args = parser.parse_args(argv)
+
+    from hiverl.telemetry.schema import DEFAULT_INDEX_PREFIX
 
     if args.elasticsearch_url:
         from elasticsearch import Elasticsearch
 
         from hiverl.telemetry.elastic import ensure_templates
-        from hiverl.telemetry.schema import DEFAULT_INDEX_PREFIX
 
         es = Elasticsearch(args.elasticsearch_url, request_timeout=30, retry_on_timeout=True, max_retries=10)
         names = ensure_templates(es, args.index_prefix or DEFAULT_INDEX_PREFIX)
@@ -93,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     with _client(args.kibana_url, timeout_s=30.0) as client:
         print(f"waiting for Kibana at {redact(args.kibana_url)} ...")
         wait_for_kibana(client, args.timeout)
-        count = import_saved_objects(client)
+        count = import_saved_objects(client, prefix=args.index_prefix or DEFAULT_INDEX_PREFIX)
     print(f"imported {count} saved objects (overwrite) into {redact(args.kibana_url)}")
     return 0
 

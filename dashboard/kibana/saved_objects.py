@@ -1,8 +1,17 @@
 """Kibana saved objects of the hiverl telemetry, as code: data views, visualizations, one dashboard.
 
 ``python -m dashboard.kibana.saved_objects`` regenerates ``hiverl.ndjson`` (committed; a test keeps
-the two equal). Every id is fixed, so importing again overwrites instead of duplicating. The field
-names used here are checked against the event schema (``hiverl.telemetry.schema``) by the tests.
+the two equal; it holds the default index prefix). Every id is fixed, so importing again overwrites
+instead of duplicating. The field names used here are checked against the event schema
+(``hiverl.telemetry.schema``) by the tests. The data views follow the index prefix:
+``render(prefix)`` titles them ``<prefix>training_log`` and ``<prefix>memory_monitoring`` (the importer
+renders for ``HIVERL_TELEMETRY_INDEX_PREFIX``).
+
+Aggregation order: Kibana nests the bucket aggregations in list order and puts every metric into the
+last bucket (``AggConfigs.toDsl``). A parent-pipeline metric (the moving average's ``moving_fn``) must
+sit directly under the date histogram, so the date histogram is the LAST bucket: terms (per worker)
+-> date histogram -> metrics. tests/dashboard/test_kibana_requests.py builds every panel's request
+that way and runs it against Elasticsearch.
 """
 
 from __future__ import annotations
@@ -29,12 +38,12 @@ CORE_MIGRATION_VERSION = "8.8.0"
 _MIGRATION = {"index-pattern": "8.0.0", "visualization": "8.5.0", "dashboard": "8.7.0"}
 
 
-def _data_view(view_id: str, family: str, name: str) -> dict[str, Any]:
+def _data_view(view_id: str, family: str, name: str, prefix: str) -> dict[str, Any]:
     return {
         "type": "index-pattern",
         "id": view_id,
         "attributes": {
-            "title": alias_name(DEFAULT_INDEX_PREFIX, family),
+            "title": alias_name(prefix, family),
             "name": name,
             "timeFieldName": TIMESTAMP_FIELD,
         },
@@ -151,9 +160,9 @@ def _visualization(
     metrics: list[dict[str, Any]],
     per_worker: bool,
 ) -> dict[str, Any]:
-    aggs = [*metrics, _time_buckets(f"{len(metrics) + 1}")]
-    if per_worker:
-        aggs.append(_per_worker(f"{len(metrics) + 2}"))
+    # buckets outermost first, the date histogram last (see the module docstring), then the metrics
+    buckets = [_per_worker(f"{len(metrics) + 2}")] if per_worker else []
+    aggs = [*buckets, _time_buckets(f"{len(metrics) + 1}"), *metrics]
     search_source = {
         "query": {"query": query, "language": "kuery"},
         "filter": [],
@@ -180,13 +189,16 @@ def _visualization(
 
 def visualizations() -> list[dict[str, Any]]:
     """The dashboard's charts: training per worker, then the replay memory (whole memory, shard -1)."""
-    episodes, stats = 'event_type : "episode"', 'event_type : "train_stats"'
+    # The learner's statistics carry no worker index (one learner); the actors' do.
+    episodes = 'event_type : "episode"'
+    learner = 'event_type : "train_stats" and role : "learner"'
+    actors = 'event_type : "train_stats" and role : "actor"'
     memory = 'event_type : "memory_stats" and shard : -1'
     t, m = TRAINING_DATA_VIEW_ID, MEMORY_DATA_VIEW_ID
     return [
         _visualization(
             "hiverl-episode-return",
-            "Episode return per worker",
+            "Episode return per actor",
             t,
             episodes,
             "return",
@@ -203,28 +215,28 @@ def visualizations() -> list[dict[str, Any]]:
             per_worker=True,
         ),
         _visualization(
-            "hiverl-loss", "Loss per worker", t, stats, "loss", [_metric("1", "loss")], per_worker=True
+            "hiverl-loss", "Learner loss", t, learner, "loss", [_metric("1", "loss")], per_worker=False
         ),
         _visualization(
-            "hiverl-epsilon", "ε per worker", t, stats, "ε", [_metric("1", "epsilon")], per_worker=True
+            "hiverl-epsilon", "ε per actor", t, actors, "ε", [_metric("1", "epsilon")], per_worker=True
         ),
         _visualization(
             "hiverl-env-steps-per-s",
-            "Env steps/s per worker",
+            "Env steps/s per actor",
             t,
-            stats,
+            actors,
             "steps/s",
             [_metric("1", "env_steps_per_s")],
             per_worker=True,
         ),
         _visualization(
             "hiverl-updates-per-s",
-            "Updates/s per worker",
+            "Learner updates/s",
             t,
-            stats,
+            learner,
             "updates/s",
             [_metric("1", "updates_per_s")],
-            per_worker=True,
+            per_worker=False,
         ),
         _visualization(
             "hiverl-memory-size",
@@ -304,20 +316,22 @@ def dashboard(vis: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def saved_objects() -> list[dict[str, Any]]:
-    """Every object, referenced ones first (Kibana resolves references within one import)."""
+def saved_objects(prefix: str = DEFAULT_INDEX_PREFIX) -> list[dict[str, Any]]:
+    """Every object, referenced ones first (Kibana resolves references within one import); the data
+    views read the aliases of ``prefix`` (``HIVERL_TELEMETRY_INDEX_PREFIX`` of the stack)."""
     vis = visualizations()
     return [
-        _data_view(TRAINING_DATA_VIEW_ID, TRAINING_LOG_TOPIC, "hiverl training log"),
-        _data_view(MEMORY_DATA_VIEW_ID, MEMORY_MONITORING_TOPIC, "hiverl memory monitoring"),
+        _data_view(TRAINING_DATA_VIEW_ID, TRAINING_LOG_TOPIC, "hiverl training log", prefix),
+        _data_view(MEMORY_DATA_VIEW_ID, MEMORY_MONITORING_TOPIC, "hiverl memory monitoring", prefix),
         *vis,
         dashboard(vis),
     ]
 
 
-def render() -> str:
-    """The NDJSON text: one object per line, keys sorted (stable diffs)."""
-    return "".join(json.dumps(o, sort_keys=True, ensure_ascii=False) + "\n" for o in saved_objects())
+def render(prefix: str = DEFAULT_INDEX_PREFIX) -> str:
+    """The NDJSON text for ``prefix``: one object per line, keys sorted (stable diffs)."""
+    objects = saved_objects(prefix)
+    return "".join(json.dumps(o, sort_keys=True, ensure_ascii=False) + "\n" for o in objects)
 
 
 if __name__ == "__main__":

@@ -82,12 +82,12 @@ class Indexer:
         bootstrap_servers: Kafka ``host:port[,...]``.
         es_url: Elasticsearch URL (credentials may be embedded).
         config: prefix, group, bulk size (default: from the environment).
-        topics: family → Kafka topic name (default: each family's own name; tests map to
-            unique topics).
+        topics: family → Kafka topic name (default: ``config.topic_prefix`` + the family's name;
+            tests map to unique topics).
         group_id: consumer group (default ``config.indexer_group_id``).
         """
         self.config = config or TelemetryConfig()
-        topics = dict(topics or {f: f for f in FAMILIES})
+        topics = dict(topics or {f: self.config.kafka_topic(f) for f in FAMILIES})
         unknown = set(topics) - set(FAMILIES)
         if unknown:
             raise ValueError(f"topics has unknown families {sorted(unknown)}; allowed: {FAMILIES}")
@@ -193,7 +193,13 @@ class Indexer:
             return self._dead_letter(record, f"{exc.__class__.__name__}: {exc}")
 
     def _dead_letter(self, record: Any, error: str) -> _Action:
-        now = time.time()
+        # Filed under the Kafka record's own timestamp, not the time it was received: a redelivery
+        # on another day lands in the same index and overwrites instead of duplicating.
+        now = (
+            record.timestamp / 1000.0
+            if isinstance(record.timestamp, int) and record.timestamp > 0
+            else time.time()
+        )
         raw = bytes(record.value or b"")[:RAW_KEEP_BYTES].decode("utf-8", errors="replace")
         source = {
             TIMESTAMP_FIELD: int(now * 1000),

@@ -10,7 +10,7 @@ Index naming (``prefix`` is ``"hiverl-"`` by default; tests pass their own):
 * events of topic family ``training_log`` go to the daily index ``{prefix}training_log-YYYY.MM.DD``
   (UTC day of the event's ``event_time``), read through the alias ``{prefix}training_log``;
 * likewise ``memory_monitoring``; malformed messages go to ``{prefix}dead_letter-YYYY.MM.DD``
-  (UTC day they were received), alias ``{prefix}dead_letter``;
+  (UTC day of the Kafka record's timestamp, so a redelivery overwrites), alias ``{prefix}dead_letter``;
 * a document's ``_id`` is :func:`document_id` ``f"{topic}-{partition}-{offset}"``, so a re-delivered
   Kafka record overwrites its document instead of duplicating it.
 """

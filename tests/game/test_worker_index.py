@@ -138,20 +138,23 @@ def test_bad_arguments_name_the_field(
 def test_replicas_run_their_command_with_distinct_indices(
     redis_target: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two `run` supervisors (as two containers): each child sees its own HIVERL_ACTOR_INDEX."""
+    """Three `run` supervisors (as `--scale game=3`): each child sees its own HIVERL_ACTOR_INDEX and
+    the live hive size as CONFIG_ACTORS; the configured CONFIG_ACTORS (1) is no cap."""
     url, prefix = redis_target
+    replicas = 3
     env = {
         **os.environ,
         "REDIS_URL": url,
         "CONFIG_SESSION_ID": "cli-hive",
-        "CONFIG_ACTORS": "2",
+        "CONFIG_ACTORS": "1",
         "CONFIG_MEMORY__KEY_PREFIX": prefix,
+        "HIVERL_ACTORS_SETTLE_S": "1",
     }
     release_file = tmp_path / "release"
     child = (
         "import os, pathlib, time\n"
         f"pathlib.Path({str(tmp_path)!r}, os.environ['HIVERL_WORKER_HOLDER']).write_text("
-        "os.environ['HIVERL_ACTOR_INDEX'])\n"
+        "os.environ['HIVERL_ACTOR_INDEX'] + ' ' + os.environ['CONFIG_ACTORS'])\n"
         f"while not pathlib.Path({str(release_file)!r}).exists(): time.sleep(0.05)\n"
     )
     supervisors = [
@@ -159,27 +162,31 @@ def test_replicas_run_their_command_with_distinct_indices(
             [sys.executable, "-m", "game.worker_index", "run", "--", sys.executable, "-c", child],
             env={**env, "HIVERL_WORKER_HOLDER": f"replica-{i}"},
         )
-        for i in range(2)
+        for i in range(replicas)
     ]
+
+    def seen() -> list[str]:
+        paths = [tmp_path / f"replica-{i}" for i in range(replicas)]
+        return sorted(p.read_text() for p in paths if p.exists())
+
     try:
-        for i in range(2):
-            for _ in range(600):
-                if (tmp_path / f"replica-{i}").exists():
-                    break
-                time.sleep(0.05)
-        indices = {(tmp_path / f"replica-{i}").read_text() for i in range(2)}
-        assert indices == {"0", "1"}
+        # a child started before the last claim landed is restarted with the settled size
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and seen() != ["0 3", "1 3", "2 3"]:
+            time.sleep(0.2)
+        assert seen() == ["0 3", "1 3", "2 3"]
         # the health check, in this process with the replicas' environment
         for name in ("REDIS_URL", "CONFIG_SESSION_ID", "CONFIG_ACTORS", "CONFIG_MEMORY__KEY_PREFIX"):
             monkeypatch.setenv(name, env[name])
-        monkeypatch.setenv("HIVERL_WORKER_HOLDER", "replica-1")
+        monkeypatch.setenv("HIVERL_WORKER_HOLDER", "replica-2")
         assert main(["check"]) == 0
         monkeypatch.setenv("HIVERL_WORKER_HOLDER", "stranger")
         assert main(["check"]) == 1
     finally:
         release_file.touch()
         codes = [supervisor.wait(30) for supervisor in supervisors]
-    assert codes == [0, 0]
-    # both leases were released on exit
+    assert codes == [0] * replicas
+    # every lease was released on exit
     client = redis.Redis.from_url(url)
-    assert [holder_of(client, hive="cli-hive", index=i, key_prefix=prefix) for i in range(2)] == [None, None]
+    holders = [holder_of(client, hive="cli-hive", index=i, key_prefix=prefix) for i in range(replicas)]
+    assert holders == [None] * replicas
