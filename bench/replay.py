@@ -250,7 +250,7 @@ def bench_seed(url: str, client: redis.Redis, payload: bytes, s: Settings) -> di
         pipe.lpush("seed:list", *([payload] * min(10_000, s.seed_list - lo)))
         pipe.execute()
     row: dict[str, Any] = {"kind": "seed list", "capacity": s.seed_list}
-    row["bytes_per_transition"] = client.memory_usage("seed:list") / s.seed_list
+    row["bytes_per_transition"] = (client.memory_usage("seed:list") or 0) / s.seed_list
     for p in PROCESSES:
         ops, wall, _ = _run_workers(_seed_sample_worker, (url, s.seed_list), p, s.seconds)
         row[f"sample_{p}"] = ops / wall

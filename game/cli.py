@@ -7,6 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+MONITOR_ENV = "HIVERL_TRAIN_MONITOR"  # --monitor/--no-monitor
+INDEX_ENV = "HIVERL_TRAIN_INDEX"  # --index/--no-index
+
 
 def _cli_overrides(
     env: str | None,
@@ -65,9 +68,33 @@ def train(
     archive: Annotated[
         bool, typer.Option(help="Record the session in the MongoDB archive (spooled while it is down).")
     ] = True,
+    monitor: Annotated[
+        bool,
+        typer.Option(
+            envvar=MONITOR_ENV,
+            help="Run the memory monitor beside the hive (memory_monitoring; with --telemetry).",
+        ),
+    ] = True,
+    index: Annotated[
+        bool,
+        typer.Option(
+            envvar=INDEX_ENV,
+            help="Run the indexer beside the hive: Kafka -> Elasticsearch (with --telemetry).",
+        ),
+    ] = True,
+    monitor_interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between the memory monitor's polls.")
+    ] = 2.0,
+    index_wait: Annotated[
+        float, typer.Option(min=0, help="At the end, wait at most this long (s) for the indexer.")
+    ] = 120.0,
     print_config: Annotated[bool, typer.Option(help="Print the resolved settings and exit.")] = False,
 ) -> None:
     """Train a hive: one learner and N actors sharing one prioritized replay memory on Redis.
+
+    With telemetry on (the default), the memory monitor and the indexer run beside the hive, so
+    Elasticsearch and the dashboard fill live; at the end the command waits until the session's
+    events are indexed and prints where to look.
 
     Settings resolve as defaults < --config file < CONFIG_* env vars < flags (see docs/training.md).
     """
@@ -78,7 +105,8 @@ def train(
     from hiverl.config import ConfigError, config_from_dict, deep_update, load_config
     from hiverl.endpoints import redact
 
-    console = Console()
+    # soft_wrap: without a terminal (a log, CI) a progress line stays one line at any length
+    console = Console(soft_wrap=True)
     try:
         overrides = _cli_overrides(env, actors, envs_per_actor, steps, seed, device, session, assignments)
         if resume is not None:
@@ -110,13 +138,99 @@ def train(
         f"session [bold]{trainer.session_id}[/bold] · memory {redact(redis_url)} · "
         f"runs {trainer.run_folder} · models {trainer.model_folder}"
     )
-    result = trainer.run()
-    console.print(trainer.table(title=f"summary · {result.status} · {result.wall_s:.0f} s"))
-    if result.solved_s is not None:
-        console.print(f"solved {result.solved_s:.1f} s after the first env step")
-    console.print(f"resume with: hiverl train --resume {result.session_id}")
+    pipeline = (
+        _live_pipeline(trainer, redis_url, monitor, index, monitor_interval)
+        if telemetry and (monitor or index)
+        else None
+    )
+    try:
+        if pipeline is not None:
+            pipeline.start()
+        result = trainer.run()
+        console.print(trainer.table(title=f"summary · {result.status} · {result.wall_s:.0f} s"))
+        if result.solved_s is not None:
+            console.print(f"solved {result.solved_s:.1f} s after the first env step")
+        counts = None
+        if pipeline is not None:
+            if index:
+                console.print("[dim]waiting for the indexer to index the session's events...[/dim]")
+            try:
+                counts = pipeline.finish(
+                    timeout_s=index_wait,
+                    on_wait=lambda c: console.print(
+                        f"[dim]  indexed {_counts_text(c)}[/dim]", highlight=False
+                    ),
+                )
+            except KeyboardInterrupt:  # Ctrl-C while waiting: stop waiting, say what is there
+                counts = pipeline.counts()
+    finally:
+        if pipeline is not None:
+            pipeline.close()
+    _where_to_look(console, result.session_id, result.run_folder, telemetry, index, counts)
     if result.status == "failed":
         raise typer.Exit(1)
+
+
+def _live_pipeline(trainer: Any, redis_url: str, monitor: bool, index: bool, interval_s: float) -> Any:
+    """The memory monitor and the indexer for this session (started by the caller)."""
+    from hiverl.endpoints import Endpoints
+    from hiverl.telemetry.pipeline import LivePipeline
+
+    endpoints = Endpoints()
+    return LivePipeline(
+        trainer.session_id,
+        f"hive-{trainer.session_id}",  # the session's memory (game.hive_memory.memory_config)
+        trainer.config.memory.key_prefix,
+        trainer.run_folder,
+        redis_url=redis_url,
+        kafka_bootstrap=endpoints.kafka_bootstrap_servers,
+        elasticsearch_url=endpoints.elasticsearch_url,
+        monitor=monitor,
+        index=index,
+        monitor_interval_s=interval_s,
+    )
+
+
+def _counts_text(counts: Any) -> str:
+    def part(indexed: int | None, written: int) -> str:
+        return f"{'?' if indexed is None else indexed} of {written}"
+
+    return (
+        f"training_log {part(counts.training_indexed, counts.training_written)} · "
+        f"memory_monitoring {part(counts.memory_indexed, counts.memory_written)}"
+    )
+
+
+def _where_to_look(
+    console: Any, session_id: str, run_folder: Path, telemetry: bool, index: bool, counts: Any
+) -> None:
+    """The closing lines: the session, what Elasticsearch holds of it, the dashboard, the files."""
+    from hiverl.endpoints import Endpoints, redact
+    from hiverl.telemetry.config import TelemetryConfig
+
+    lines = [f"session     {session_id}", f"events      {run_folder / 'events.jsonl'}"]
+    if not telemetry:
+        lines.append("indexed     nothing: --no-telemetry (events stay in the run folder)")
+    elif counts is None:
+        lines.append("indexed     not watched (--no-monitor --no-index); run `hiverl index`")
+    else:
+        prefix = TelemetryConfig().index_prefix
+        lines.append(f"indexed     {_counts_text(counts)}")
+        state = (
+            "all indexed"
+            if counts.complete
+            else "indexing goes on with `hiverl index`"
+            if not index
+            else "not all indexed yet: `hiverl index` indexes the rest"
+        )
+        lines.append(f"            {state}; indices {prefix}training_log, {prefix}memory_monitoring")
+        lines.append(f"            at {redact(Endpoints().elasticsearch_url)}")
+    lines.append("dashboard   hiverl dashboard  ->  http://127.0.0.1:8050/live")
+    lines.append("            (first time: hiverl users add NAME); archive: hiverl sessions list")
+    lines.append(f"resume      hiverl train --resume {session_id}")
+    console.print("[bold]where to look[/bold]")
+    for line in lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _kafka_sink(config: Any, session_id: str) -> Any:

@@ -365,7 +365,11 @@ class Trainer:
                 self.console.print(f"[red]{view.name} failed (exit code {process.exitcode})[/red]")
                 if view.error:
                     self.console.print(view.error)
-        # Once the learner is finished there is nothing left to act or evaluate for.
+        # Once the learner is finished there is nothing left to act or evaluate for; once every actor
+        # has failed there is nothing left to learn from.
+        actors = [view for view in self.views.values() if view.role == "actor" and not view.in_learner]
+        if actors and all(view.state == "failed" for view in actors):
+            self._stop.set()
         if self.learner.state in ("done", "failed"):
             self._stop.set()
             for view in self.views.values():
@@ -499,26 +503,31 @@ class Trainer:
         )
 
     def table(self, title: str | None = None) -> Table:
-        """Per-process progress: env steps/s, updates/s, episodes, returns, ε, loss, eval return."""
-        table = Table(title=title or f"hive {self.session_id} · {self.config.env_id}")
-        for column in (
-            "role", "state", "steps", "steps/s", "updates/s", "return", "ε", "loss", "mem wait",
-        ):  # fmt: skip
-            table.add_column(column, justify="right")
+        """Per-process progress, readable at 80 columns (logs, CI): steps (the learner's are its
+        updates) and their rate, mean return (the evaluator's: last and best), ε, loss, memory wait."""
+        from rich import box
+
+        table = Table(title=title or f"hive {self.session_id} · {self.config.env_id}", box=box.SIMPLE_HEAD)
+        table.pad_edge = False
+        for column in ("role", "state", "steps", "per s", "return (best)", "ε", "loss", "mem"):
+            table.add_column(column, justify="left" if column in ("role", "state") else "right", no_wrap=True)
         for view in self.views.values():
             if view.role == "evaluator":
-                returns = f"eval {_fmt(view.eval_return, '.1f')} (best {_fmt(view.best_eval_return, '.1f')})"
+                returns = f"{_fmt(view.eval_return, '.1f')} ({_fmt(view.best_eval_return, '.1f')})"
             else:
                 returns = _fmt(view.mean_return_100, ".1f")
+            learner = view.role == "learner"
             table.add_row(
-                view.name,
-                view.state + (f" ({view.restarts} restarts)" if view.restarts else ""),
-                f"{view.env_steps:,}" if view.role == "actor" else f"{view.updates:,}",
-                _fmt(view.env_steps_per_s if view.role == "actor" else None, ".0f"),
-                _fmt(view.updates_per_s if view.role == "learner" else None, ".0f"),
+                "eval" if view.role == "evaluator" else view.name,
+                view.state + (f" ↻{view.restarts}" if view.restarts else ""),
+                f"{view.updates:,}" if view.role != "actor" else f"{view.env_steps:,}",
+                _fmt(
+                    view.updates_per_s if learner else view.env_steps_per_s if view.role == "actor" else None,
+                    ".0f",
+                ),
                 returns,
-                _fmt(view.epsilon, ".3f"),
-                _fmt(view.loss, ".4f"),
+                _fmt(view.epsilon, ".2f"),
+                _fmt(view.loss, ".3g"),
                 _fmt(None if view.memory_time_share is None else 100 * view.memory_time_share, ".0f", "%"),
             )
         return table

@@ -22,6 +22,9 @@ def monitor(
     max_polls: Annotated[
         int | None, typer.Option(help="stop after this many polls (default: run forever)")
     ] = None,
+    retry_max: Annotated[
+        float, typer.Option(help="longest wait (s) between attempts while Redis or the memory is missing")
+    ] = 30.0,
 ) -> None:
     """Poll every shard of the replay memory and publish its statistics to Kafka (memory_monitoring).
 
@@ -34,7 +37,11 @@ def monitor(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # outages are reported by us
     settings = MonitorSettings(
-        memory_name=memory, key_prefix=key_prefix, interval_s=interval, session_id=session_id
+        memory_name=memory,
+        key_prefix=key_prefix,
+        interval_s=interval,
+        session_id=session_id,
+        backoff_max_s=retry_max,
     )
     endpoints = Endpoints()
     kafka = KafkaSink(

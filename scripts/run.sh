@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The main job: sets everything up, starts the local services and trains a hive (one learner, two
-# actors and the evaluator) on CartPole-v1 with the embedded defaults until the evaluator confirms
-# it solved (usually well under a minute of training on a 2-core CPU). Extra arguments go to
-# `hiverl train`, e.g. scripts/run.sh --env Acrobot-v1 --actors 4
+# The main job, the whole system: sets everything up, starts the local services and trains a hive
+# (one learner, two actors and the evaluator) on CartPole-v1 with the embedded defaults until the
+# evaluator confirms it solved (usually well under a minute of training on a 2-core CPU), with the
+# memory monitor and the indexer running beside it, so Elasticsearch and the dashboard fill live.
+# At the end it waits until the session's events are indexed and prints where to look. Extra
+# arguments go to `hiverl train`, e.g. scripts/run.sh --env Acrobot-v1 --actors 4 (--no-monitor,
+# --no-index: without them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

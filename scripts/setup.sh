@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sets up everything hiverl needs on this machine, idempotently:
 #   - Debian packages (redis-server, chromium for the browser tests),
-#   - a Python virtual environment cached under $HIVERL_CACHE keyed by requirements.lock's hash
-#     (torch is several GB: a warm machine reinstalls nothing), linked as ./.venv,
+#   - this checkout's own Python virtual environment ./.venv (a real directory, never shared: its
+#     editable install points at this checkout), filled from requirements.lock with uv; uv's cache
+#     (~/.cache/uv, or $UV_CACHE_DIR) makes it cheap: packages are hard-linked from the cache, so
+#     torch's gigabytes are downloaded once per machine; a venv in step with the lock is left as is,
 #   - the service distributions (Kafka jars, Elasticsearch zip, FerretDB build), cached likewise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,20 +28,26 @@ fi
 
 # --- Python environment ------------------------------------------------------------------------
 command -v uv >/dev/null || python3 -m pip install -q --disable-pip-version-check uv
-lock_hash=$(sha256sum requirements.lock | cut -c1-16)
-venv="$HIVERL_CACHE/venvs/$lock_hash"
-if [ ! -f "$venv/.complete" ]; then
-  log "building the virtual environment $venv (first time for this lock file)"
-  rm -rf "$venv"
-  uv venv -q --python "$(command -v python3.11 || command -v python3)" "$venv"
-  UV_HTTP_TIMEOUT=300 uv pip sync -q --python "$venv/bin/python" requirements.lock
-  touch "$venv/.complete"
+python=$(command -v python3.11 || command -v python3)
+if [ -L .venv ]; then  # the shared venv older setups linked here: this checkout gets its own
+  log "replacing the shared, linked .venv by this checkout's own"
+  rm .venv
 fi
-ln -sfn "$venv" .venv
-uv pip install -q --python .venv/bin/python --no-deps -e . >/dev/null
+# In step when the lock, the project's metadata, this checkout's path and the interpreter are.
+want=$( { sha256sum requirements.lock pyproject.toml; echo "$ROOT"; "$python" --version; } | sha256sum | cut -c1-16)
+if [ "$(cat .venv/.hiverl-setup 2>/dev/null)" != "$want" ]; then
+  if [ ! -x .venv/bin/python ] || [ "$(.venv/bin/python --version 2>&1)" != "$("$python" --version)" ]; then
+    rm -rf .venv
+    uv venv -q --python "$python" .venv
+  fi
+  log "syncing .venv with requirements.lock (uv's cache: only what it lacks is downloaded)"
+  UV_HTTP_TIMEOUT=300 uv pip sync -q --python .venv/bin/python requirements.lock
+  uv pip install -q --python .venv/bin/python --no-deps -e . >/dev/null
+  echo "$want" >.venv/.hiverl-setup
+fi
 
 # --- service distributions (downloads cached in $HIVERL_CACHE) ----------------------------------
 if [ "${HIVERL_SKIP_SERVICES_FETCH:-0}" != 1 ]; then
   .venv/bin/hiverl services fetch
 fi
-log "ready: $(.venv/bin/python --version), venv $venv"
+log "ready: $(.venv/bin/python --version), venv $ROOT/.venv"

@@ -10,6 +10,13 @@ so ``REDIS_URL`` and friends can point elsewhere):
 
 An unreachable service FAILS the test (never skips) with a message saying ``hiverl services up``.
 
+The user's data is never touched: for the whole test session (each xdist worker its own),
+``_test_scoped_defaults`` points every default name at a test-scoped one through the environment
+(inherited by the CLI commands tests run): the archive database and spool
+(``HIVERL_ARCHIVE_*``), the telemetry topics, indices, consumer group and spool
+(``HIVERL_TELEMETRY_*``) and the memory's Redis key prefix (``CONFIG_MEMORY__KEY_PREFIX``). At
+the end what was written under those names is deleted.
+
 Private servers, for restart and outage tests (``.stop()``, ``.start()``, ``.restart()``, ``.url``):
 ``private_redis`` (persistent, fresh per test), ``private_mongo`` (fresh per test), and
 ``private_kafka`` / ``private_elasticsearch`` (slow to boot: one per test session and xdist worker,
@@ -54,6 +61,95 @@ def _unreachable(service: str, url: str, env_var: str, error: BaseException) -> 
 
 def _unique(separator: str = "-") -> str:
     return f"test{separator}{uuid.uuid4().hex[:12]}"
+
+
+#: What the test session uses instead of the user's defaults (see ``_test_scoped_defaults``).
+SCOPE = _unique()
+TEST_DEFAULTS = {
+    "HIVERL_ARCHIVE_DATABASE": SCOPE.replace("-", "_"),
+    "HIVERL_TELEMETRY_TOPIC_PREFIX": f"{SCOPE}-",
+    "HIVERL_TELEMETRY_INDEX_PREFIX": f"{SCOPE}-",
+    "HIVERL_TELEMETRY_INDEXER_GROUP_ID": f"{SCOPE}-indexer",
+    "CONFIG_MEMORY__KEY_PREFIX": f"{SCOPE}:",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_scoped_defaults() -> Iterator[dict[str, str]]:
+    """Tests never write into the user's archive, topics, indices, Redis keys or spools.
+
+    Set before any test runs (so a ``hiverl`` command a test starts inherits them); afterwards the
+    archive database, the topics, the indices and templates, and the Redis keys under these names
+    are deleted (best effort: a service that is down is not an error here).
+    """
+    import os
+
+    state = Path(tempfile.mkdtemp(prefix=f"hiverl-{SCOPE}-"))
+    scoped = {
+        **TEST_DEFAULTS,
+        "HIVERL_ARCHIVE_SPOOL_DIR": str(state / "spool" / "archive"),
+        "HIVERL_TELEMETRY_SPOOL_DIR": str(state / "spool" / "telemetry"),
+    }
+    saved = {name: os.environ.get(name) for name in scoped}
+    os.environ.update(scoped)
+    try:
+        yield scoped
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _delete_test_scoped(Endpoints())
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _delete_test_scoped(endpoints: Endpoints) -> None:
+    """Delete what the session wrote under ``TEST_DEFAULTS`` (each service best effort)."""
+    with contextlib.suppress(Exception):
+        import redis
+
+        with redis.Redis.from_url(endpoints.redis_url.split(",")[0], socket_timeout=5) as client:
+            keys = list(client.scan_iter(match=f"{TEST_DEFAULTS['CONFIG_MEMORY__KEY_PREFIX']}*", count=1000))
+            for start in range(0, len(keys), 500):
+                client.delete(*keys[start : start + 500])
+    with contextlib.suppress(Exception):
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(
+            bootstrap_servers=endpoints.kafka_bootstrap_servers,
+            request_timeout_ms=5000,
+            bootstrap_timeout_ms=3000,
+        )
+        try:
+            prefix = TEST_DEFAULTS["HIVERL_TELEMETRY_TOPIC_PREFIX"]
+            topics = [t for t in admin.list_topics() if t.startswith(prefix)]
+            if topics:
+                admin.delete_topics(topics)
+            with contextlib.suppress(Exception):
+                admin.delete_consumer_groups([TEST_DEFAULTS["HIVERL_TELEMETRY_INDEXER_GROUP_ID"]])
+        finally:
+            admin.close()
+    with contextlib.suppress(Exception):
+        import httpx
+
+        prefix = TEST_DEFAULTS["HIVERL_TELEMETRY_INDEX_PREFIX"]
+        with httpx.Client(base_url=endpoints.elasticsearch_url, timeout=10, trust_env=False) as http:
+            http.delete(f"/{prefix}*", params={"expand_wildcards": "all", "ignore_unavailable": "true"})
+            for kind, key in (
+                ("_index_template", "index_templates"),
+                ("_component_template", "component_templates"),
+            ):
+                names = http.get(f"/{kind}/{prefix}*")
+                if names.status_code == 200:
+                    for template in names.json().get(key, []):
+                        http.delete(f"/{kind}/{template['name']}")
+    with contextlib.suppress(Exception):
+        from pymongo import MongoClient
+
+        mongo: MongoClient[dict[str, Any]] = MongoClient(endpoints.mongodb_uri, serverSelectionTimeoutMS=3000)
+        with mongo:
+            mongo.drop_database(TEST_DEFAULTS["HIVERL_ARCHIVE_DATABASE"])
 
 
 @pytest.fixture(scope="session")

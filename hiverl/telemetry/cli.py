@@ -40,14 +40,17 @@ def index(
     config = TelemetryConfig(**overrides)  # type: ignore[arg-type]
     if setup_only:
         created = ensure_topics(
-            endpoints.kafka_bootstrap_servers, [TRAINING_LOG_TOPIC, MEMORY_MONITORING_TOPIC], config
+            endpoints.kafka_bootstrap_servers,
+            [config.kafka_topic(TRAINING_LOG_TOPIC), config.kafka_topic(MEMORY_MONITORING_TOPIC)],
+            config,
         )
         es = Elasticsearch(endpoints.elasticsearch_url, request_timeout=30)
         names = ensure_templates(es, config.index_prefix)
         typer.echo(f"topics created: {created or 'none (all present)'}; index templates: {', '.join(names)}")
         return
+    topics = f"{config.kafka_topic(TRAINING_LOG_TOPIC)}, {config.kafka_topic(MEMORY_MONITORING_TOPIC)}"
     typer.echo(
-        f"indexing {TRAINING_LOG_TOPIC}, {MEMORY_MONITORING_TOPIC} from {endpoints.kafka_bootstrap_servers} "
+        f"indexing {topics} from {endpoints.kafka_bootstrap_servers} "
         f"into {redact(endpoints.elasticsearch_url)} (prefix {config.index_prefix!r})"
     )
     indexer = Indexer(

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hiverl.telemetry.schema import DEFAULT_INDEX_PREFIX
+from hiverl.telemetry.schema import DEFAULT_INDEX_PREFIX, FAMILIES
 
 #: Compression codecs kafka-python can use here (lz4 needs a package we do not ship).
 COMPRESSIONS = ("zstd", "gzip", "none")
@@ -26,6 +26,9 @@ class TelemetryConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HIVERL_TELEMETRY_", extra="ignore", frozen=True)
 
     # -- topics (created at start-up when missing) -----------------------------------------------
+    topic_prefix: str = Field(
+        default="", description="prepended to the topic names training_log and memory_monitoring"
+    )
     topic_partitions: int = Field(default=3, ge=1, description="partitions of each topic when created")
     topic_replication_factor: int = Field(default=1, ge=1, description="replication factor when created")
     topic_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000, description="retention.ms (ms)")
@@ -76,6 +79,17 @@ class TelemetryConfig(BaseSettings):
                 f'index_prefix={value!r} must be lowercase without spaces or " * \\ < | , > / ? # :'
             )
         return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _valid_topic_prefix(cls, value: str) -> str:
+        if value and not all(c.isascii() and (c.isalnum() or c in "._-") for c in value):
+            raise ValueError(f"topic_prefix={value!r} may only hold ASCII letters, digits, '.', '_' and '-'")
+        return value
+
+    def kafka_topic(self, name: str) -> str:
+        """The Kafka topic of ``name``: a telemetry family gets ``topic_prefix``; other names stay."""
+        return f"{self.topic_prefix}{name}" if name in FAMILIES else name
 
     def resolved_spool_dir(self) -> Path:
         """The spool directory (``spool_dir`` or ``$HIVERL_HOME/spool/telemetry``)."""

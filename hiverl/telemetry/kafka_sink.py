@@ -126,6 +126,8 @@ class KafkaSink(ClosingSink):
                 (e.g. ``"{session}-w{index}"``) lets a restarted process deliver what a crashed one
                 spooled. Default: ``host-pid``; if taken by a live process, ``-pid`` is appended.
             topics: topics created (partitions and retention from ``config``) before the first send.
+                A telemetry family's name (``training_log``, ``memory_monitoring``), here and in
+                :meth:`publish`, stands for its topic ``config.topic_prefix + name``.
             client_id: Kafka client id.
         """
         if not bootstrap_servers.strip():
@@ -133,7 +135,7 @@ class KafkaSink(ClosingSink):
         self.bootstrap_servers = bootstrap_servers
         self.config = config or TelemetryConfig()
         self.client_id = client_id
-        self.topics = tuple(topics)
+        self.topics = tuple(self.config.kafka_topic(t) for t in topics)
         name = spool_name or default_spool_name()
         root = self.config.resolved_spool_dir()
         try:
@@ -272,7 +274,7 @@ class KafkaSink(ClosingSink):
         if event.get("event_type") in STATS_EVENT_TYPES:
             event["telemetry_dropped_total"] = self._queue_dropped + self._spool.dropped_total
             event["telemetry_spooled"] = self._spool.pending
-        return topic, event_key(event), serialize_event(event)
+        return self.config.kafka_topic(topic), event_key(event), serialize_event(event)
 
     def _connected(self) -> bool:
         """A producer exists, or creating one (and the topics) succeeds; probes at most once per backoff."""

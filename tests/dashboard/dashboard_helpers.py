@@ -94,6 +94,9 @@ def real_launcher(
             "HIVERL_ARCHIVE_DATABASE": mongo_db,
             "HIVERL_HOME": str(tmp_path / "hiverl-home"),  # telemetry and archive spools
             "CONFIG_MEMORY__KEY_PREFIX": redis_prefix,
+            # the tests run their own monitor and indexer (into their own indices)
+            "HIVERL_TRAIN_MONITOR": "0",
+            "HIVERL_TRAIN_INDEX": "0",
             "CONFIG_RUN_DIR": str(tmp_path / "runs"),
             "CONFIG_MODEL_DIR": str(tmp_path / "models"),
             "CONFIG_STATS_INTERVAL_S": "0.5",

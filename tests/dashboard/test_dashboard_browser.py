@@ -124,8 +124,13 @@ def indexer(kafka_bootstrap: str, es_url: str, es_prefix: str) -> Iterator[Index
     from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
 
     group_id = f"{es_prefix}indexer"
-    skip_to_end(kafka_bootstrap, group_id, [TRAINING_LOG_TOPIC, MEMORY_MONITORING_TOPIC])
-    running = Indexer(kafka_bootstrap, es_url, TelemetryConfig(index_prefix=es_prefix), group_id=group_id)
+    config = TelemetryConfig(index_prefix=es_prefix)  # the test session's topic prefix (conftest)
+    skip_to_end(
+        kafka_bootstrap,
+        group_id,
+        [config.kafka_topic(TRAINING_LOG_TOPIC), config.kafka_topic(MEMORY_MONITORING_TOPIC)],
+    )
+    running = Indexer(kafka_bootstrap, es_url, config, group_id=group_id)
     thread = threading.Thread(target=running.run, name="indexer", daemon=True)
     thread.start()
     yield running

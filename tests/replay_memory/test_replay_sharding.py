@@ -21,7 +21,7 @@ def test_two_servers_sample_in_proportion_to_shard_mass(
     assert sorted(entries) == list(range(32))
     # each shard's keys live on its own server
     for k, url in enumerate(two_redis_urls):
-        keys = [key.decode() for key in redis.Redis.from_url(url).keys("*")]
+        keys = [key.decode() for key in redis.Redis.from_url(url).scan_iter("*")]
         assert keys and all(f"{{mem:{k}}}" in key for key in keys)
     # shard 0 holds 3/4 of the priority mass
     slots = np.arange(32)
