@@ -48,7 +48,7 @@ def run_once(
     settings: dict[str, Any] = {
         "seed": seed,
         "total_steps": budget,
-        "session_id": f"bench-{name}-s{seed}-{int(time.time())}",
+        "session_id": f"bench-{name.replace('=', '')}-s{seed}-{int(time.time())}",
         "run_dir": str(root / "runs"),
         "model_dir": str(root / "models"),
         "memory": {"key_prefix": f"bench:{name}:{seed}:{time.time_ns()}:"},

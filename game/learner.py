@@ -26,6 +26,7 @@ import random
 import socket
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,7 @@ from hiverl.events import TRAINING_LOG_TOPIC, EventSink, envelope
 from replay_memory import ObservationSpec
 
 IDLE_WAIT_S = 0.002
-BOARD_SYNC_S = 0.01
+BOARD_SYNC_S = 0.005
 
 
 class Learner:
@@ -108,6 +109,8 @@ class Learner:
         self.stop_reason: str | None = None
         self.weights_version = 0
         self._synced = 0.0
+        self._sync: Future[BoardState] | None = None
+        self._board_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="board")
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -183,23 +186,31 @@ class Learner:
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    def _request_allowed_chunks(self) -> None:
-        """Step 1: top up the prefetch queue within the rate limiter (one board round trip, at most
-        every ``BOARD_SYNC_S`` unless the learner has nothing left to learn from)."""
-        depth = self.config.learner.fetch_threads + 1
+    def _sync_board(self) -> None:
+        """Tell the board the sample count and read the actors' inserts, without waiting: one round
+        trip in flight at a time, on the board thread, at most every ``BOARD_SYNC_S``."""
+        if self._sync is not None:
+            if not self._sync.done():
+                return
+            self.board_state = self._sync.result()
+            self._sync = None
         now = time.monotonic()
-        if len(self.fetcher.in_flight) >= depth or (
-            self.fetcher.pending and now - self._synced < BOARD_SYNC_S
-        ):
+        if now - self._synced < BOARD_SYNC_S:
             return
+        samples, self._synced = self.samples, now
+        self._sync = self._board_thread.submit(self._call, lambda: self.board.set_samples(samples))
+
+    def _request_allowed_chunks(self) -> None:
+        """Step 1: top up the prefetch queue as far as the rate limiter allows (on the last known
+        counts; the board is synced in the background)."""
+        self._sync_board()
+        depth = self.config.learner.fetch_threads + 1
         size = self.fetcher.request_size
         while len(self.fetcher.in_flight) < depth and self.limiter.can_sample(
             self.board_state.inserts, self.samples, size
         ):
             self.samples += size
             self.fetcher.request(self._beta())
-        self.board_state = self._call(lambda: self.board.set_samples(self.samples))
-        self._synced = now
 
     def _budget_spent(self) -> bool:
         return self.board_state.inserts >= self.config.total_steps and not self.limiter.can_sample(
@@ -299,6 +310,7 @@ class Learner:
         self.checkpoint()
         self.stop_reason = status
         with contextlib.suppress(*OUTAGE_ERRORS):  # the checkpoint holds them; Redis may be gone
+            self.board.set_samples(self.samples)
             self.board.publish(self.agent.online.state_dict(), self.agent.updates)
             if status == "completed":
                 self.board.request_stop("completed")
@@ -316,6 +328,7 @@ class Learner:
         )
 
     def close(self) -> None:
+        self._board_thread.shutdown(wait=True, cancel_futures=True)
         with contextlib.suppress(Stopped, *OUTAGE_ERRORS):
             self.fetcher.close()
         self.board.close()

@@ -213,7 +213,7 @@ class SessionConfig(BaseSettings):
 
     env_id: str = Field(default="CartPole-v1", min_length=1, description="gymnasium id (discrete actions).")
     actors: int = Field(
-        default=2,
+        default=1,
         ge=0,
         le=256,
         description="Actor processes feeding the one learner; 0 = solo: one process acts and learns.",
