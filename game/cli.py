@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from game.roles import Role
 
 MONITOR_ENV = "HIVERL_TRAIN_MONITOR"  # --monitor/--no-monitor
 INDEX_ENV = "HIVERL_TRAIN_INDEX"  # --index/--no-index
@@ -279,7 +282,7 @@ def evaluate(
         console.print(f"video: {video}")
 
 
-def _run_alone(role: str, index: int, config: Path | None, assignments: list[str] | None) -> None:
+def _run_alone(role: Role, index: int, config: Path | None, assignments: list[str] | None) -> None:
     """Run one role of a hive in this process (one container per role; see compose.yaml)."""
     import signal
     import threading
@@ -309,7 +312,7 @@ def _run_alone(role: str, index: int, config: Path | None, assignments: list[str
         JsonlSink(resolved.run_dir / resolved.session_id / f"events-{name}.jsonl"),
         _kafka_sink(resolved, f"{resolved.session_id}-{name}"),
     )
-    context = RoleContext(role, index, resolved.session_id, resolved.to_json_dict(), Endpoints().redis_url)  # type: ignore[arg-type]
+    context = RoleContext(role, index, resolved.session_id, resolved.to_json_dict(), Endpoints().redis_url)
 
     def on_status(kind: str, payload: dict[str, Any]) -> None:
         console.print(f"{name} {kind}: {payload}")

@@ -190,13 +190,13 @@ class Trainer:
         roles += [("actor", i) for i in range(self.config.actors)]
         if self.config.evaluator.enabled:
             roles.append(("evaluator", 0))
-        self.views: dict[tuple[str, int], RoleView] = {key: RoleView(*key) for key in roles}
+        self.views: dict[tuple[Role, int], RoleView] = {key: RoleView(*key) for key in roles}
         if self.config.actors == 0:
             self.views[("actor", 0)] = RoleView("actor", 0, state="in learner", in_learner=True)
         self._ctx = mp.get_context("spawn")
-        self._connections: dict[tuple[str, int], Connection] = {}  # role -> its pipe's read end
+        self._connections: dict[tuple[Role, int], Connection] = {}  # role -> its pipe's read end
         self._stop = self._ctx.Event()
-        self._procs: dict[tuple[str, int], Any] = {}
+        self._procs: dict[tuple[Role, int], Any] = {}
         self._started_at = datetime.now(UTC)
         self.first_step_time: float | None = None
         self.solved_time: float | None = None
@@ -242,9 +242,9 @@ class Trainer:
 
     # -- processes --------------------------------------------------------------------------------
 
-    def _spawn(self, key: tuple[str, int]) -> None:
+    def _spawn(self, key: tuple[Role, int]) -> None:
         role, index = key
-        context = RoleContext(role, index, self.session_id, self.config.to_json_dict(), self.redis_url)  # type: ignore[arg-type]
+        context = RoleContext(role, index, self.session_id, self.config.to_json_dict(), self.redis_url)
         old = self._connections.pop(key, None)
         if old is not None:
             old.close()
@@ -258,14 +258,14 @@ class Trainer:
         self._procs[key] = process
         self.views[key].pid = process.pid
 
-    def pid(self, role: str, index: int = 0) -> int | None:
+    def pid(self, role: Role, index: int = 0) -> int | None:
         process = self._procs.get((role, index))
         return process.pid if process is not None else None
 
     def _on_event(self, event: dict[str, Any]) -> None:
         role = event.get("role")
-        key = ("actor", int(event.get("worker_index", 0))) if role == "actor" else (str(role), 0)
-        view = self.views.get(key)
+        index = int(event.get("worker_index", 0)) if role == "actor" else 0
+        view = next((v for (r, i), v in self.views.items() if r == role and i == index), None)
         kind = event.get("event_type")
         if view is None:
             return

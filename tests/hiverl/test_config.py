@@ -29,7 +29,7 @@ def test_defaults_are_cartpole_ready() -> None:
     assert config.env_id == "CartPole-v1"
     assert config.agent.n_step == 3
     assert config.agent.gamma == 0.99
-    assert config.actors == 2 and config.evaluator.enabled
+    assert config.actors == 1 and config.evaluator.enabled
     assert config.exploration.schedule == "ladder"
     assert config.learner.min_size >= 1 and config.learner.rate_slack >= 1
 
@@ -119,19 +119,27 @@ def test_yaml_file(tmp_path: Path) -> None:
         ({"workers": 2}, "workers", "unknown setting"),
         ({"pace": "memory"}, "pace", "unknown setting"),
         ({"worker_overrides": {}}, "worker_overrides", "unknown setting"),
-        ({"actor_overrides": {9: {}}}, "actor_overrides", "allowed actor indices are 0..1"),
+        ({"actor_overrides": {9: {}}, "actors": 2}, "actor_overrides", "allowed actor indices are 0..1"),
         ({"actors": 0, "actor_overrides": {1: {}}}, "actor_overrides", "allowed actor indices are 0..0"),
-        ({"actor_overrides": {1: {"actors": 2}}}, "actor_overrides.1 may not set actors=2", "allowed: actor"),
-        ({"actor_overrides": {1: {"agent": {"lr": 0.1}}}}, "actor_overrides.1 may not set agent", "seed"),
+        (
+            {"actor_overrides": {1: {"actors": 2}}, "actors": 2},
+            "actor_overrides.1 may not set actors=2",
+            "allowed: actor",
+        ),
+        (
+            {"actor_overrides": {1: {"agent": {"lr": 0.1}}}, "actors": 2},
+            "actor_overrides.1 may not set agent",
+            "seed",
+        ),
         ({"actor_overrides": {0: {"learner": {}}}}, "actor_overrides.0 may not set learner", "exploration"),
         ({"actor_overrides": {0: {"total_steps": 5}}}, "may not set total_steps=5", "allowed"),
         (
-            {"actor_overrides": {1: {"actor": {"envs": 0}}}},
+            {"actor_overrides": {1: {"actor": {"envs": 0}}}, "actors": 2},
             "actor_overrides.1.actor.envs",
             "greater than or equal to 1",
         ),
         (
-            {"actor_overrides": {1: {"exploration": {"bogus": 1}}}},
+            {"actor_overrides": {1: {"exploration": {"bogus": 1}}}, "actors": 2},
             "actor_overrides.1.exploration.bogus",
             "unknown setting",
         ),
@@ -251,7 +259,7 @@ def test_parse_assignments() -> None:
 
 
 def test_round_trip_through_json_ignores_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = load_config(overrides={"actors": 2, "actor_overrides": {1: {"actor": {"envs": 3}, "seed": 9}}})
+    config = load_config(overrides={"actor_overrides": {1: {"actor": {"envs": 3}, "seed": 9}}, "actors": 2})
     monkeypatch.setenv("CONFIG_ACTORS", "9")
     monkeypatch.setenv("CONFIG_LEARNER__SAMPLES_PER_INSERT", "2")
     data = config.to_json_dict()
