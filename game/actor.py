@@ -100,6 +100,7 @@ class Actor:
         self.sink = sink
         self.should_stop = should_stop
         self.on_outage = on_outage or (lambda _text: None)
+        self.stop_reason: str | None = None  # first: every Redis wait below consults it
         self.writer_id = f"{socket.gethostname()}-{os.getpid()}-a{self.index}"
         self.seed = hive.actor_seed(self.index)
         self.rng = np.random.default_rng(self.seed)
@@ -142,7 +143,6 @@ class Actor:
         self.weights_version = 0
         self.board_state = self._call(self.board.poll)
         self.waited_s = 0.0  # waiting on Redis or on the rate limiter
-        self.stop_reason: str | None = None
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -253,7 +253,7 @@ def _archive_recorder() -> Any:
 
 
 def evaluate(
-    checkpoint: Annotated[Path, typer.Option(help="A worker-<i>.pt or latest.pt checkpoint.")],
+    checkpoint: Annotated[Path, typer.Option(help="A learner.pt or latest.pt checkpoint.")],
     episodes: Annotated[int, typer.Option(min=1, help="Greedy episodes to play.")] = 10,
     video: Annotated[Path | None, typer.Option(help="Record the first episode to this .mp4.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation envs.")] = 12345,

@@ -73,6 +73,7 @@ class Learner:
         self.on_status = on_status or (lambda _kind, _payload: None)
         self.on_outage = on_outage or (lambda _text: None)
         self.should_stop = should_stop
+        self.stop_reason: str | None = None  # first: every Redis wait below consults it
         self.writer_id = f"{socket.gethostname()}-{os.getpid()}-learner"
         torch.set_num_threads(config.torch_threads)
         self.rng = np.random.default_rng(config.seed)
@@ -106,7 +107,6 @@ class Learner:
         self.resumed_from = self._restore()
         self.board_state = self._call(self.board.poll)
         self.samples = self.board_state.samples  # the board's count outlives a learner restart
-        self.stop_reason: str | None = None
         self.weights_version = 0
         self._synced = 0.0
         self._sync: Future[BoardState] | None = None

@@ -7,7 +7,7 @@
 #
 # Needs the replay memory's Redis (`hiverl services up redis`); not the archive server: the
 # sessions are rebuilt from their run folders (`hiverl sessions from-run --out`).
-# Usage: scripts/make_sample_archive.sh [STEPS_PER_WORKER]   (default 3000; ~3 min per run on 2 cores)
+# Usage: scripts/make_sample_archive.sh [STEPS]   (default 3000; ~3 min per run on 2 cores)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

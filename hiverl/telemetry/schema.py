@@ -80,7 +80,7 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("updates", "long", "updates", "learning steps the learner has made so far", _TRAINING + _EVAL),
     Field("epsilon", "double", "-", "exploration rate of the ε-greedy policy", _TRAINING),
     # -- training_log: episode ------------------------------------------------------------------
-    Field("episode", "long", "episodes", "episode number within this worker (0-based)", ("episode",)),
+    Field("episode", "long", "episodes", "episode number within this actor (0-based)", ("episode",)),
     Field("episode_return", "double", "reward", "undiscounted sum of rewards of the episode", ("episode",)),
     Field("episode_length", "long", "steps", "environment steps in the episode", ("episode",)),
     Field("episode_duration_s", "double", "s", "wall-clock duration of the episode", ("episode",)),

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from game.envs import (
+    AtariVectorEnv,
     EpisodicLife,
     RandomActionInjection,
+    ale_game,
     env_spec,
     episode_stats,
     make_env,
@@ -80,6 +82,7 @@ def test_episodic_life_ends_learning_episode_but_not_the_game() -> None:
 
 def test_same_step_autoreset_gives_true_final_observation() -> None:
     envs = make_vector_env("CartPole-v1", num_envs=2, seed=0)
+    assert isinstance(envs, gym.vector.SyncVectorEnv)
     obs, _ = envs.reset(seed=0)
     seen = 0
     for _ in range(200):
@@ -112,3 +115,47 @@ def test_random_action_injection_rate() -> None:
 def test_continuous_action_space_is_rejected() -> None:
     with pytest.raises(ValueError, match="not Discrete"):
         make_env("Pendulum-v1", seed=0)
+
+
+def test_atari_actors_use_ales_vector_env_with_the_actors_contract() -> None:
+    envs = make_vector_env("ALE/Breakout-v5", num_envs=2, seed=5, random_action_rate=0.0)
+    assert isinstance(envs, AtariVectorEnv) and ale_game("ALE/SpaceInvaders-v5") == "space_invaders"
+    assert env_spec(envs) == type(env_spec(envs))((4, 84, 84), "uint8", 4)
+    obs, _ = envs.reset(seed=5)
+    assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
+    rng = np.random.default_rng(0)
+    life_losses, games = 0, []
+    for _ in range(3000):
+        obs, rewards, terminated, truncated, infos = envs.step(rng.integers(0, 4, 2))
+        assert set(np.unique(rewards)) <= {-1.0, 0.0, 1.0}  # clipped for learning
+        for i in range(2):
+            if terminated[i] or truncated[i]:
+                assert infos["final_obs"][i].shape == (4, 84, 84)  # the true successor of the last step
+                stats = episode_stats(infos, i)
+                if stats is None:
+                    life_losses += 1  # a lost life ends the learning episode, not the game
+                else:
+                    games.append(stats)
+        if len(games) >= 2:
+            break
+    envs.close()
+    # Breakout has 5 lives: every finished game came after 4 lost lives per game, and its score is
+    # the true (unclipped) game score over all lives.
+    assert len(games) >= 2 and life_losses >= 4 * len(games)
+    assert all(score >= 0 and float(score).is_integer() and length > 20 for score, length in games)
+
+
+def test_atari_vector_env_random_action_injection() -> None:
+    def last_frames(rate: float) -> np.ndarray:
+        envs = make_vector_env("ALE/Pong-v5", num_envs=2, seed=1, random_action_rate=rate)
+        obs, _ = envs.reset(seed=1)
+        for _ in range(60):  # the agent always asks for NOOP
+            obs, *_ = envs.step(np.zeros(2, dtype=np.int64))
+        envs.close()
+        return obs
+
+    # Same seed, same requests: only the injected random actions can move the agent's paddle.
+    assert np.array_equal(last_frames(0.0), last_frames(0.0))
+    assert not np.array_equal(last_frames(0.0), last_frames(1.0))
+    with pytest.raises(ValueError, match="random_action_rate"):
+        make_vector_env("ALE/Pong-v5", num_envs=1, seed=1, random_action_rate=1.5)

@@ -279,8 +279,10 @@ def test_killed_actor_the_rest_carry_on(tmp_path: Path, redis_url: str, redis_pr
     assert all(actor.state == "done" for actor in actors)
     for index in (0, 2):  # the others played on
         assert actors[index].env_steps > killed["actor_steps"][index]
-    starts = [h for h in actors[1].history if h["kind"] == "started"]
-    assert len(starts) == 2  # restarted: a stateless actor just reconnects
+    # Restarted: a stateless actor just reconnects (its second process reports at least its end,
+    # and "started" too unless the budget ran out while it was still starting).
+    after_kill = [h["kind"] for h in actors[1].history][1:]
+    assert after_kill.count("done") == 1 and set(after_kill) <= {"started", "done", "outage"}
     state = final_board(config, result.session_id, redis_url)
     assert state.inserts >= config.total_steps and state.stop == "completed"
 
