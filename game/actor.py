@@ -21,13 +21,10 @@ learner's online network, so step 1 has nothing to do.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 import torch
@@ -42,10 +39,10 @@ from game.dqn import (
     select_device,
 )
 from game.envs import env_spec, episode_stats, make_vector_env
-from game.hive_memory import memory_config, open_memory, retrying
+from game.hive_memory import memory_config, open_memory
 from game.rate_limiter import hive_rate_limiter
-from game.roles import RoleContext
-from hiverl.events import TRAINING_LOG_TOPIC, EventSink, envelope
+from game.roles import RoleContext, RoleProcess
+from hiverl.events import EventSink
 from replay_memory import ObservationSpec, ReplayMemory, TransitionBatch
 
 RETURN_WINDOW = 100  # episodes in the running mean return
@@ -73,7 +70,7 @@ def stack_transitions(
     )
 
 
-class Actor:
+class Actor(RoleProcess):
     """One actor of a hive; :meth:`run` plays until the hive's budget is spent or it is told to stop.
 
     Args:
@@ -82,6 +79,8 @@ class Actor:
         network: play this network instead of fetching published weights (solo hives).
         on_outage: told about each failed Redis call while the actor waits for Redis.
     """
+
+    role = "actor"
 
     def __init__(
         self,
@@ -92,16 +91,9 @@ class Actor:
         on_outage: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
-        hive = context.settings()
-        self.context = context
-        self.index = context.index
-        self.hive = hive
+        super().__init__(context, sink, on_outage=on_outage, should_stop=should_stop)
+        hive = self.hive
         self.config = hive.for_actor(self.index)
-        self.sink = sink
-        self.should_stop = should_stop
-        self.on_outage = on_outage or (lambda _text: None)
-        self.stop_reason: str | None = None  # first: every Redis wait below consults it
-        self.writer_id = f"{socket.gethostname()}-{os.getpid()}-a{self.index}"
         self.seed = hive.actor_seed(self.index)
         self.rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
@@ -141,30 +133,10 @@ class Actor:
         self.episodes = 0
         self.returns: deque[float] = deque(maxlen=RETURN_WINDOW)
         self.weights_version = 0
-        self.board_state = self._call(self.board.poll)
+        self.board_state = self._retry(self.board.poll)
         self.waited_s = 0.0  # waiting on Redis or on the rate limiter
 
     # -- helpers ----------------------------------------------------------------------------------
-
-    def _stopping(self) -> bool:
-        return self.should_stop() or self.stop_reason is not None
-
-    def _call(self, call: Callable[[], BoardState]) -> BoardState:
-        return retrying(call, self._stopping, self.on_outage)
-
-    def _event(self, event_type: str, **fields: Any) -> None:
-        self.sink.publish(
-            TRAINING_LOG_TOPIC,
-            envelope(
-                event_type,
-                session_id=self.context.session_id,
-                worker_index=self.index,
-                worker_id=self.writer_id,
-                env_id=self.config.env_id,
-                role="actor",
-                **fields,
-            ),
-        )
 
     def epsilon(self) -> float:
         return self.config.exploration.epsilon(self.index, max(self.hive.actors, 1), self.board_state.inserts)
@@ -179,7 +151,7 @@ class Actor:
             self.weights_version = weights.version
 
     def _call_weights(self) -> Weights | None:
-        return retrying(lambda: self.board.fetch(self.weights_version), self._stopping, self.on_outage)
+        return self._retry(lambda: self.board.fetch(self.weights_version))
 
     def _insert(self, transitions: list[NStepTransition]) -> None:
         """Step 5: initial priorities from this actor's network; insert and count in the background."""
@@ -199,8 +171,8 @@ class Actor:
         )
 
         def write() -> BoardState:
-            retrying(lambda: self.memory.insert(batch), self._stopping, self.on_outage)
-            return self._call(lambda: self.board.add_inserts(len(batch)))
+            self._retry(lambda: self.memory.insert(batch))
+            return self._retry(lambda: self.board.add_inserts(len(batch)))
 
         self.inserts_in_flight.append(self.inserter.submit(write))
         self._collect_inserts(block=len(self.inserts_in_flight) > MAX_INSERTS_IN_FLIGHT)
@@ -221,7 +193,7 @@ class Actor:
             if self._stopping() or self.board_state.stop is not None:
                 break
             time.sleep(LIMITER_POLL_S)
-            self.board_state = self._call(self.board.poll)
+            self.board_state = self._retry(self.board.poll)
         self.waited_s += time.perf_counter() - tick
 
     # -- the loop ---------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ the memory, Atari without episodic life or reward clipping, so returns are true 
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,9 +27,8 @@ import torch
 from game.board import Board
 from game.dqn import QNetwork, select_device
 from game.envs import env_spec, make_env
-from game.hive_memory import retrying
-from game.roles import RoleContext, StatusCallback
-from hiverl.events import TRAINING_LOG_TOPIC, EventSink, envelope
+from game.roles import RoleContext, RoleProcess, StatusCallback
+from hiverl.events import EventSink
 
 MAX_EPISODE_STEPS = 108_000  # Atari: 30 minutes of play
 
@@ -81,8 +79,10 @@ def play_greedy(
     return returns
 
 
-class Evaluator:
+class Evaluator(RoleProcess):
     """Greedy rounds with the latest weights; see the module docstring."""
+
+    role = "evaluator"
 
     def __init__(
         self,
@@ -93,15 +93,9 @@ class Evaluator:
         on_outage: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
-        config = context.settings()
-        self.context = context
-        self.config = config
+        super().__init__(context, sink, on_status=on_status, on_outage=on_outage, should_stop=should_stop)
+        config = self.config = self.hive
         self.settings = config.evaluator
-        self.sink = sink
-        self.on_status = on_status or (lambda _kind, _payload: None)
-        self.on_outage = on_outage or (lambda _text: None)
-        self.should_stop = should_stop
-        self.writer_id = f"{socket.gethostname()}-{os.getpid()}-evaluator"
         torch.set_num_threads(config.torch_threads)
         self.seed = config.seed + 777_777
         self.envs = [
@@ -120,27 +114,14 @@ class Evaluator:
         self.rounds = 0
         self.best_return: float | None = None
 
-    def _event(self, **fields: Any) -> None:
-        self.sink.publish(
-            TRAINING_LOG_TOPIC,
-            envelope(
-                "eval",
-                session_id=self.context.session_id,
-                worker_id=self.writer_id,
-                env_id=self.config.env_id,
-                role="evaluator",
-                **fields,
-            ),
-        )
-
     def round(self) -> bool:
         """One evaluation round with the latest weights; True when it confirmed "solved"."""
         # Step 1: the latest weights, then the round's greedy episodes.
-        weights = retrying(lambda: self.board.fetch(self.version), self.should_stop, self.on_outage)
+        weights = self._retry(lambda: self.board.fetch(self.version))
         if weights is not None:
             self.network.load_state_dict(weights.state)
             self.version = weights.version
-        updates = retrying(self.board.poll, self.should_stop, self.on_outage).updates
+        updates = self._retry(self.board.poll).updates
         seed = self.seed + 10_000 * self.rounds
         self.rounds += 1
         returns = play_greedy(self.network, self.envs, self.settings.episodes, seed, self.device)
@@ -157,6 +138,7 @@ class Evaluator:
         mean = float(np.mean(returns))
         self.best_return = mean if self.best_return is None else max(self.best_return, mean)
         self._event(
+            "eval",
             eval_return=mean,
             eval_return_min=float(np.min(returns)),
             eval_return_max=float(np.max(returns)),
@@ -173,7 +155,7 @@ class Evaluator:
         self.on_status("started", {"pid": os.getpid(), "solved_return": self.threshold})
         solved_at: float | None = None
         while not self.should_stop():
-            state = retrying(self.board.poll, self.should_stop, self.on_outage)
+            state = self._retry(self.board.poll)
             if state.stop is not None:
                 if state.stop == "completed" and state.version > self.version:
                     self.round()  # the budget is spent: one last look at the final weights
@@ -186,7 +168,7 @@ class Evaluator:
                 solved_at = time.time()
                 self.on_status("solved", {"weights_version": self.version, "time": solved_at})
                 if self.settings.stop_when_solved:
-                    retrying(lambda: self.board.request_stop("solved"), self.should_stop, self.on_outage)
+                    self._retry(lambda: self.board.request_stop("solved"))
                     break
             remaining = self.settings.interval_s - (time.monotonic() - started)
             deadline = time.monotonic() + remaining

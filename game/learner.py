@@ -23,11 +23,9 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 import torch
@@ -36,17 +34,17 @@ from game.board import Board, BoardState
 from game.checkpoints import ModelStore
 from game.dqn import DQNAgent, select_device
 from game.envs import env_spec, make_env
-from game.hive_memory import OUTAGE_ERRORS, SampleFetcher, Stopped, memory_config, retrying
+from game.hive_memory import OUTAGE_ERRORS, SampleFetcher, Stopped, memory_config
 from game.rate_limiter import hive_rate_limiter
-from game.roles import RoleContext, StatusCallback
-from hiverl.events import TRAINING_LOG_TOPIC, EventSink, envelope
+from game.roles import RoleContext, RoleProcess, StatusCallback
+from hiverl.events import EventSink
 from replay_memory import ObservationSpec
 
 IDLE_WAIT_S = 0.002
 BOARD_SYNC_S = 0.005
 
 
-class Learner:
+class Learner(RoleProcess):
     """The hive's learner; :meth:`run` trains until the budget is spent or a stop comes.
 
     Args:
@@ -57,6 +55,8 @@ class Learner:
         should_stop: polled every step; True finishes the run cleanly.
     """
 
+    role = "learner"
+
     def __init__(
         self,
         context: RoleContext,
@@ -66,15 +66,8 @@ class Learner:
         on_outage: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
-        config = context.settings()
-        self.context = context
-        self.config = config
-        self.sink = sink
-        self.on_status = on_status or (lambda _kind, _payload: None)
-        self.on_outage = on_outage or (lambda _text: None)
-        self.should_stop = should_stop
-        self.stop_reason: str | None = None  # first: every Redis wait below consults it
-        self.writer_id = f"{socket.gethostname()}-{os.getpid()}-learner"
+        super().__init__(context, sink, on_status=on_status, on_outage=on_outage, should_stop=should_stop)
+        config = self.config = self.hive
         torch.set_num_threads(config.torch_threads)
         self.rng = np.random.default_rng(config.seed)
         random.seed(config.seed)
@@ -105,7 +98,7 @@ class Learner:
         self.limiter.check(self.fetcher.request_size, config.actor.insert_batch)
         self.board = Board(context.redis_url, context.session_id, config.memory.key_prefix)
         self.resumed_from = self._restore()
-        self.board_state = self._call(self.board.poll)
+        self.board_state = self._retry(self.board.poll)
         self.samples = self.board_state.samples  # the board's count outlives a learner restart
         self.weights_version = 0
         self._synced = 0.0
@@ -114,25 +107,6 @@ class Learner:
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _stopping(self) -> bool:
-        return self.should_stop() or self.stop_reason is not None
-
-    def _call(self, call: Callable[[], BoardState]) -> BoardState:
-        return retrying(call, self._stopping, self.on_outage)
-
-    def _event(self, event_type: str, **fields: Any) -> None:
-        self.sink.publish(
-            TRAINING_LOG_TOPIC,
-            envelope(
-                event_type,
-                session_id=self.context.session_id,
-                worker_id=self.writer_id,
-                env_id=self.config.env_id,
-                role="learner",
-                **fields,
-            ),
-        )
-
     def _beta(self) -> float:
         agent = self.config.agent
         fraction = min(1.0, self.board_state.inserts / self.config.total_steps)
@@ -140,9 +114,7 @@ class Learner:
 
     def _publish(self) -> None:
         state = self.agent.online.state_dict()
-        self.weights_version = retrying(
-            lambda: self.board.publish(state, self.agent.updates), self._stopping, self.on_outage
-        )
+        self.weights_version = self._retry(lambda: self.board.publish(state, self.agent.updates))
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -198,7 +170,7 @@ class Learner:
         if now - self._synced < BOARD_SYNC_S:
             return
         samples, self._synced = self.samples, now
-        self._sync = self._board_thread.submit(self._call, lambda: self.board.set_samples(samples))
+        self._sync = self._board_thread.submit(self._retry, lambda: self.board.set_samples(samples))
 
     def _request_allowed_chunks(self) -> None:
         """Step 1: top up the prefetch queue as far as the rate limiter allows (on the last known
@@ -221,8 +193,8 @@ class Learner:
         """Train until the budget is spent or a stop comes; ``play`` is a solo hive's own actor."""
         config = self.config
         if self.board_state.stop is not None:  # a resumed session trains again
-            retrying(self.board.clear_stop, self._stopping, self.on_outage)
-            self.board_state = self._call(self.board.poll)
+            self._retry(self.board.clear_stop)
+            self.board_state = self._retry(self.board.poll)
         self._publish()  # actors joining now play the current weights at once
         self.on_status(
             "started",

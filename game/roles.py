@@ -10,16 +10,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as EventType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+from game.hive_memory import retrying
 from hiverl.config import SessionConfig, config_from_dict
-from hiverl.events import EventSink
+from hiverl.events import TRAINING_LOG_TOPIC, EventSink, envelope
 
 Role = Literal["learner", "actor", "evaluator"]
 PLAYER_NICENESS = 5  # scheduling priority of actors and the evaluator below the learner
@@ -64,6 +66,65 @@ class PipeSink:
 
     def close(self) -> None:
         pass
+
+
+T = TypeVar("T")
+
+
+class RoleProcess:
+    """What every role shares: its context and settings, where its events and lifecycle messages
+    go, how it waits out a Redis outage, and when it stops.
+
+    Args:
+        context: role, index, session, resolved settings, Redis URL.
+        sink: where the role's events go.
+        on_status: lifecycle messages (``started``, ``checkpoint``, ``done``, ...) with a payload dict.
+        on_outage: told about each failed Redis call while the role waits for Redis.
+        should_stop: polled by the loops and by every wait for Redis; True finishes cleanly.
+    """
+
+    role: Role
+
+    def __init__(
+        self,
+        context: RoleContext,
+        sink: EventSink,
+        *,
+        on_status: StatusCallback | None = None,
+        on_outage: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.context = context
+        self.hive = context.settings()
+        self.index = context.index if self.role == "actor" else 0
+        self.sink = sink
+        self.on_status = on_status or (lambda _kind, _payload: None)
+        self.on_outage = on_outage or (lambda _text: None)
+        self.should_stop = should_stop
+        self.stop_reason: str | None = None  # set when the role finishes; ends every wait for Redis
+        suffix = f"a{self.index}" if self.role == "actor" else self.role
+        self.writer_id = f"{socket.gethostname()}-{os.getpid()}-{suffix}"
+
+    def _stopping(self) -> bool:
+        return self.should_stop() or self.stop_reason is not None
+
+    def _retry(self, call: Callable[[], T]) -> T:
+        """``call()``, waiting out Redis outages (see :func:`game.hive_memory.retrying`)."""
+        return retrying(call, self._stopping, self.on_outage)
+
+    def _event(self, event_type: str, **fields: Any) -> None:
+        self.sink.publish(
+            TRAINING_LOG_TOPIC,
+            envelope(
+                event_type,
+                session_id=self.context.session_id,
+                worker_index=self.index if self.role == "actor" else None,
+                worker_id=self.writer_id,
+                env_id=self.hive.env_id,
+                role=self.role,
+                **fields,
+            ),
+        )
 
 
 def run_in_process(

@@ -121,8 +121,10 @@ def test_short_hive_improves_clearly_and_holds_the_ratio(
     events = read_events(result.run_folder)
     evals = [e["eval_return"] for e in events if e["event_type"] == "eval"]
     assert len(evals) >= 3
-    assert evals[0] < 50  # untrained greedy play
-    assert max(evals) >= 150, evals
+    # The first round plays (nearly) untrained weights: the evaluator starts while the learner is
+    # only beginning, so a few hundred learning steps may already be in them.
+    assert evals[0] < 100, evals
+    assert max(evals) >= 150 and max(evals) - evals[0] >= 75, evals
     # Each role's telemetry: actors' episodes, the learner's statistics, the evaluator's rounds.
     assert {e.get("role") for e in events} == {"learner", "actor", "evaluator"}
     assert {e["worker_index"] for e in events if e["event_type"] == "episode"} == {0, 1}
@@ -315,6 +317,7 @@ def test_redis_restart_mid_run_every_role_waits_and_reconnects(
         outage["stopped_at"] = time.monotonic()
         time.sleep(4.0)
         private_redis.start()
+        outage["restarted_at"] = time.time()
         with ReplayMemory.open(private_redis.url, memory_config(session_config, spec)) as memory:
             outage["size_after"] = len(memory)
 
@@ -336,7 +339,14 @@ def test_redis_restart_mid_run_every_role_waits_and_reconnects(
     assert not errors, errors
     assert result.status == "completed", [(v.name, v.state, v.error) for v in result.views]
     assert all(view.restarts == 0 and view.state == "done" for view in result.views)
-    assert outages == {("learner", 0), ("actor", 0), ("actor", 1), ("evaluator", 0)}
+    # The learner and the actors talk to Redis all the time: each waited through the outage. The
+    # evaluator may have been playing a round for the whole of it; then it evaluated again after.
+    assert {("learner", 0), ("actor", 0), ("actor", 1)} <= outages
+    evals_after = [
+        e for e in read_events(result.run_folder)
+        if e["event_type"] == "eval" and e["event_time"] > outage["restarted_at"]
+    ]  # fmt: skip
+    assert ("evaluator", 0) in outages or evals_after
     assert outage["size_after"] >= outage["size_before"] > 0  # the memory came back intact
     state = final_board(config, result.session_id, private_redis.url)
     assert state.inserts >= config.total_steps  # counting went on after the restart
