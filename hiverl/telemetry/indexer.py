@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hiverl.telemetry.admin import ensure_topics
 from hiverl.telemetry.config import TelemetryConfig
 from hiverl.telemetry.elastic import ensure_templates
 from hiverl.telemetry.schema import (
@@ -120,6 +121,9 @@ class Indexer:
             try:
                 from kafka import KafkaConsumer
 
+                # Create missing topics first: a group subscribed to a topic that does not exist yet
+                # is only assigned its partitions at the next metadata refresh, minutes later.
+                ensure_topics(self.bootstrap_servers, list(self.family_by_topic), self.config, timeout_s=5.0)
                 self.consumer = KafkaConsumer(
                     *self.family_by_topic,
                     bootstrap_servers=self.bootstrap_servers,
@@ -130,6 +134,7 @@ class Indexer:
                     max_poll_records=self.config.bulk_max_records,
                     bootstrap_timeout_ms=3000,
                     reconnect_backoff_max_ms=1000,
+                    metadata_max_age_ms=10_000,  # see a recreated topic's partitions within seconds
                 )
             except Exception as exc:
                 self._sleep_backoff(f"Kafka not ready ({exc.__class__.__name__})")
