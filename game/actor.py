@@ -94,7 +94,7 @@ class Actor(RoleProcess):
         super().__init__(context, sink, on_outage=on_outage, should_stop=should_stop)
         hive = self.hive
         self.config = hive.for_actor(self.index)
-        self.seed = hive.actor_seed(self.index)
+        self.seed = hive.role_seed("actor", self.index)
         self.rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
         settings = self.config.actor

@@ -107,6 +107,7 @@ def train(
     from game.trainer import Trainer, ensure_redis
     from hiverl.config import ConfigError, config_from_dict, deep_update, load_config
     from hiverl.endpoints import redact
+    from hiverl.status import SessionStatus
 
     # soft_wrap: without a terminal (a log, CI) a progress line stays one line at any length
     console = Console(soft_wrap=True)
@@ -170,7 +171,7 @@ def train(
         if pipeline is not None:
             pipeline.close()
     _where_to_look(console, result.session_id, result.run_folder, telemetry, index, counts)
-    if result.status == "failed":
+    if result.status == SessionStatus.CRASHED:
         raise typer.Exit(1)
 
 

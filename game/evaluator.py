@@ -97,7 +97,7 @@ class Evaluator(RoleProcess):
         config = self.config = self.hive
         self.settings = config.evaluator
         torch.set_num_threads(config.torch_threads)
-        self.seed = config.seed + 777_777
+        self.seed = config.role_seed("evaluator")
         self.envs = [
             make_env(config.env_id, seed=self.seed + i, training=False) for i in range(self.settings.envs)
         ]

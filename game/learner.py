@@ -69,11 +69,12 @@ class Learner(RoleProcess):
         super().__init__(context, sink, on_status=on_status, on_outage=on_outage, should_stop=should_stop)
         config = self.config = self.hive
         torch.set_num_threads(config.torch_threads)
-        self.rng = np.random.default_rng(config.seed)
-        random.seed(config.seed)
-        torch.manual_seed(config.seed)
+        seed = config.role_seed("learner")
+        self.rng = np.random.default_rng(seed)
+        random.seed(seed)
+        torch.manual_seed(seed)
 
-        probe = make_env(config.env_id, seed=config.seed)
+        probe = make_env(config.env_id, seed=seed)
         self.spec = env_spec(probe)
         probe.close()
         self.device = select_device(config.device)
@@ -91,7 +92,7 @@ class Learner(RoleProcess):
             batch_size=config.agent.batch_size,
             chunk=settings.sample_chunk,
             threads=settings.fetch_threads,
-            seed=config.seed + 1,
+            seed=seed + 1,
             should_stop=self._stopping,
             on_outage=self.on_outage,
         )

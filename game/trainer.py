@@ -18,13 +18,10 @@ import multiprocessing as mp
 import os
 import pickle
 import platform
-import secrets
-import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -34,20 +31,19 @@ from rich.live import Live
 from rich.table import Table
 
 from game.checkpoints import atomic_write_bytes
+from game.hive_progress import HiveProgress, RoleView
 from game.roles import Role, RoleContext, run_role
+from hiverl.archive.facts import git_commit, package_versions
 from hiverl.config import ConfigError, SessionConfig, config_from_dict
 from hiverl.endpoints import Endpoints, redact
 from hiverl.events import EventSink, FanoutSink, JsonlSink, SessionRecorder
+from hiverl.session import new_session_id
+from hiverl.status import RoleState, SessionStatus
 
 SinkFactory = Callable[[SessionConfig, str], EventSink]
 HEARTBEAT_S = 10.0
 PROGRESS_LINE_S = 5.0  # without a terminal: one progress line this often
 STOP_GRACE_S = 120.0
-
-
-def new_session_id() -> str:
-    """``YYYYmmdd-HHMMSS-xxxx``: sortable and unique enough for one machine."""
-    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def ensure_redis(console: Console | None = None) -> str:
@@ -71,74 +67,20 @@ def ensure_redis(console: Console | None = None) -> str:
     return server.url
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-            check=False,
-        )
-    except OSError:
-        return None
-    return out.stdout.strip() or None
-
-
-def _versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("hiverl", "torch", "gymnasium", "ale-py", "numpy", "redis"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-@dataclass
-class RoleView:
-    """What the trainer knows about one role process (from its messages)."""
-
-    role: Role
-    index: int
-    state: str = "starting"  # starting, running, waiting for Redis, done, restarting, failed
-    pid: int | None = None
-    restarts: int = 0
-    env_steps: int = 0
-    updates: int = 0
-    episodes: int = 0
-    env_steps_per_s: float = 0.0
-    updates_per_s: float = 0.0
-    last_return: float | None = None
-    mean_return_100: float | None = None
-    epsilon: float | None = None
-    loss: float | None = None
-    memory_time_share: float | None = None
-    weights_version: int | None = None
-    eval_return: float | None = None
-    best_eval_return: float | None = None
-    solved_at_s: float | None = None  # seconds from the first env step to "solved"
-    resumed_from: int | None = None
-    error: str | None = None
-    in_learner: bool = False  # a solo hive's actor: it runs inside the learner's process
-    history: list[dict[str, Any]] = field(default_factory=list)  # lifecycle messages, in order
-
-    @property
-    def name(self) -> str:
-        return f"actor {self.index}" if self.role == "actor" else self.role
-
-
 @dataclass
 class TrainingResult:
     session_id: str
-    status: str  # completed, solved, stopped, failed
+    status: SessionStatus
     wall_s: float
     views: list[RoleView]
     run_folder: Path
     model_folder: Path
     first_step_time: float | None  # Unix time of the hive's first env step
     solved_s: float | None  # seconds from the first env step to the evaluator's "solved"
+
+    @property
+    def solved(self) -> bool:
+        return self.solved_s is not None
 
 
 class Trainer:
@@ -166,7 +108,7 @@ class Trainer:
         live: bool = True,
         on_message: Callable[[str, str, int, dict[str, Any]], None] | None = None,
     ) -> None:
-        self.session_id = config.session_id or new_session_id()
+        self.session_id = config.session_id or new_session_id(config.env_id)
         self.config = config.model_copy(update={"session_id": self.session_id})
         self.redis_url = redis_url
         self.run_folder = self.config.run_dir / self.session_id
@@ -186,20 +128,16 @@ class Trainer:
         self.sink: EventSink = (
             FanoutSink(jsonl, sink_factory(self.config, self.session_id)) if sink_factory else jsonl
         )
-        roles: list[tuple[Role, int]] = [("learner", 0)]
-        roles += [("actor", i) for i in range(self.config.actors)]
-        if self.config.evaluator.enabled:
-            roles.append(("evaluator", 0))
-        self.views: dict[tuple[Role, int], RoleView] = {key: RoleView(*key) for key in roles}
-        if self.config.actors == 0:
-            self.views[("actor", 0)] = RoleView("actor", 0, state="in learner", in_learner=True)
+        self.hive = HiveProgress(
+            self.session_id, self.config.env_id, self.config.actors, self.config.evaluator.enabled
+        )
         self._ctx = mp.get_context("spawn")
         self._connections: dict[tuple[Role, int], Connection] = {}  # role -> its pipe's read end
         self._stop = self._ctx.Event()
         self._procs: dict[tuple[Role, int], Any] = {}
         self._started_at = datetime.now(UTC)
-        self.first_step_time: float | None = None
-        self.solved_time: float | None = None
+        self._stopping = False  # Ctrl-C: the processes are asked to finish
+        self._stop_deadline = float("inf")  # then killed after this (monotonic) time
 
     @staticmethod
     def load_session(run_dir: Path, session_id: str) -> SessionConfig:
@@ -210,12 +148,19 @@ class Trainer:
         return config_from_dict(json.loads(path.read_text())["config"])
 
     @property
+    def views(self) -> dict[tuple[Role, int], RoleView]:
+        return self.hive.views
+
+    @property
     def learner(self) -> RoleView:
-        return self.views[("learner", 0)]
+        return self.hive.learner
+
+    def table(self, title: str | None = None) -> Table:
+        return self.hive.table(title)
 
     # -- session document -------------------------------------------------------------------------
 
-    def session_document(self, status: str, **extra: Any) -> dict[str, Any]:
+    def session_document(self, status: SessionStatus, **extra: Any) -> dict[str, Any]:
         return {
             "session_id": self.session_id,
             "status": status,
@@ -223,13 +168,10 @@ class Trainer:
             "actors": self.config.actors,
             "started_at": self._started_at.isoformat(),
             "updated_at": datetime.now(UTC).isoformat(),
-            "seeds": {
-                "learner": self.config.seed,
-                "actors": [self.config.actor_seed(i) for i in range(self.config.actors)],
-            },
+            "seeds": self.config.role_seeds(),
             "config": self.config.to_json_dict(),
-            "git_commit": _git_commit(),
-            "versions": _versions(),
+            "git_commit": git_commit(),
+            "versions": {"python": platform.python_version(), **package_versions()},
             "redis_url": redact(self.redis_url),
             "run_folder": str(self.run_folder),
             "model_folder": str(self.model_folder),
@@ -262,63 +204,21 @@ class Trainer:
         process = self._procs.get((role, index))
         return process.pid if process is not None else None
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        role = event.get("role")
-        index = int(event.get("worker_index", 0)) if role == "actor" else 0
-        view = next((v for (r, i), v in self.views.items() if r == role and i == index), None)
-        kind = event.get("event_type")
-        if view is None:
-            return
-        if kind == "train_stats":
-            for name in (
-                "env_steps", "updates", "episodes", "env_steps_per_s", "updates_per_s",
-                "last_return", "mean_return_100", "epsilon", "loss", "memory_time_share",
-                "weights_version",
-            ):  # fmt: skip
-                if name in event:
-                    setattr(view, name, event[name])
-            if view.state == "waiting for Redis":
-                view.state = "running"
-        elif kind == "episode":
-            if self.first_step_time is None:  # the first episode's start is the hive's first env step
-                self.first_step_time = float(event["event_time"]) - float(
-                    event.get("episode_duration_s") or 0.0
-                )
-        elif kind == "eval":
-            view.eval_return = event["eval_return"]
-            view.weights_version = event.get("weights_version")
-            best = view.best_eval_return
-            view.best_eval_return = view.eval_return if best is None else max(best, view.eval_return)
-            if event.get("solved") and self.solved_time is None:
-                self.solved_time = float(event["event_time"])
+    def _kill_all(self) -> None:
+        for process in self._procs.values():
+            if process.is_alive():
+                process.kill()
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         if message[0] == "event":
             _, topic, event = message
             self.sink.publish(topic, event)
-            self._on_event(event)
+            self.hive.on_event(event)
             return
         kind, role, index, payload = message
         if not isinstance(payload, dict):
             payload = {"text": str(payload)}
-        view = self.views[(role, index)]
-        view.history.append({"kind": kind, **payload})
-        if kind == "started":
-            view.state = "running"
-            view.resumed_from = payload.get("resumed_from")
-            plays = role == "actor" or (role == "learner" and self.config.actors == 0)
-            if plays and self.first_step_time is None:  # the hive's first env step comes next
-                self.first_step_time = time.time()
-        elif kind == "outage":
-            view.state = "waiting for Redis"
-        elif kind == "done":
-            view.state = "done"
-            if role == "learner":
-                view.updates = payload["updates"]
-                view.updates_per_s = payload["updates_this_run"] / max(payload["wall_s"], 1e-9)
-                view.memory_time_share = payload["memory_time_share"]
-        elif kind == "error":
-            view.error = payload["text"]
+        self.hive.on_lifecycle(kind, role, index, payload)
         if self.on_message is not None:
             self.on_message(kind, role, index, payload)
 
@@ -341,19 +241,19 @@ class Trainer:
                     continue
                 self._handle(message)
 
-    def _supervise(self, stopping: bool) -> None:
+    def _supervise(self) -> None:
         for key, process in list(self._procs.items()):
             view = self.views[key]
-            if process.is_alive() or view.state in ("done", "failed"):
+            if process.is_alive() or view.state.ended:
                 continue
             self._drain(0.05)  # the exit may race with its last messages
-            if view.state == "done":
+            if view.state == RoleState.DONE:
                 continue
             if process.exitcode == 0:
-                view.state = "done"
-            elif not stopping and view.restarts < self.config.max_restarts:
+                view.state = RoleState.DONE
+            elif not self._stopping and view.restarts < self.config.max_restarts:
                 view.restarts += 1
-                view.state = "restarting"
+                view.state = RoleState.RESTARTING
                 how = "from its checkpoint" if key[0] == "learner" else "with the current weights"
                 self.console.print(
                     f"[yellow]{view.name} exited with code {process.exitcode}; restarting "
@@ -361,106 +261,56 @@ class Trainer:
                 )
                 self._spawn(key)
             else:
-                view.state = "failed"
+                view.state = RoleState.FAILED
                 self.console.print(f"[red]{view.name} failed (exit code {process.exitcode})[/red]")
                 if view.error:
                     self.console.print(view.error)
         # Once the learner is finished there is nothing left to act or evaluate for; once every actor
         # has failed there is nothing left to learn from.
-        actors = [view for view in self.views.values() if view.role == "actor" and not view.in_learner]
-        if actors and all(view.state == "failed" for view in actors):
+        actors = [view for view in self.hive.actors if not view.in_learner]
+        if actors and all(view.state == RoleState.FAILED for view in actors):
             self._stop.set()
-        if self.learner.state in ("done", "failed"):
+        if self.learner.state.ended:
             self._stop.set()
-            for view in self.views.values():
-                if view.in_learner:
-                    view.state = self.learner.state
+            self.hive.follow_learner()
 
     # -- main loop --------------------------------------------------------------------------------
 
     def run(self) -> TrainingResult:
         """Run the session until the learner finishes (budget, solved, Ctrl-C) and every process exited."""
         started = time.monotonic()
-        document = self.session_document("running", resumed=self.resume)
+        document = self.session_document(SessionStatus.RUNNING, resumed=self.resume)
         self._write_session(document)
         if self.recorder is not None:
             self.recorder.start(document)
         self._spawn(("learner", 0))
-        others = [key for key, view in self.views.items() if key[0] != "learner" and not view.in_learner]
-        stopping = False
-        status = "completed"
-        last_heartbeat = last_line = time.monotonic()
+        # Actors and evaluator start once the learner has published its weights.
+        waiting = [key for key, view in self.views.items() if key[0] != "learner" and not view.in_learner]
+        ticks = _Ticks(started)
         live = (
             Live(self.table(), console=self.console, refresh_per_second=2, transient=False)
             if self.live
             else None
         )
-        stop_deadline = float("inf")
         try:
             if live is not None:
                 live.start()
-            while any(view.state not in ("done", "failed") for view in self.views.values()):
+            while not self.hive.ended:
                 try:
                     self._drain(0.25)
-                    if others and self.learner.state != "starting":
-                        # Actors and evaluator start once the learner has published its weights.
-                        for key in others:
+                    if waiting and self.learner.state != RoleState.STARTING:
+                        for key in waiting:
                             self._spawn(key)
-                        others = []
-                    self._supervise(stopping)
-                    now = time.monotonic()
-                    if live is not None:
-                        live.update(self.table())
-                    elif now - last_line >= PROGRESS_LINE_S:
-                        last_line = now
-                        self.console.print(self.progress_line(now - started))
-                    if self.recorder is not None and now - last_heartbeat >= HEARTBEAT_S:
-                        last_heartbeat = now
-                        self.recorder.heartbeat(self.session_id, self._progress())
-                    if now > stop_deadline:
-                        for process in self._procs.values():
-                            if process.is_alive():
-                                process.kill()
+                        waiting = []
+                    self._supervise()
+                    self._tick(live, ticks)
                 except KeyboardInterrupt:
-                    # A second Ctrl-C means: do not wait for checkpoints. One that follows the first
-                    # within a second is the same keypress delivered twice (to the process and to
-                    # its group, as `timeout` does) and is not a second request.
-                    if stopping and time.monotonic() > stop_deadline - STOP_GRACE_S + 1.0:
-                        for process in self._procs.values():
-                            if process.is_alive():
-                                process.kill()
-                    if not stopping:
-                        stop_deadline = time.monotonic() + STOP_GRACE_S
-                    stopping, status = True, "stopped"
-                    self._stop.set()
-                    self.console.print("[yellow]stopping: the learner is saving its checkpoint...[/yellow]")
+                    self._interrupted()
         finally:
             if live is not None:
                 live.update(self.table())
                 live.stop()
-            for process in self._procs.values():
-                process.join(timeout=10)
-            self._drain(0.05)
-            learner_status = next(
-                (h.get("status") for h in reversed(self.learner.history) if h["kind"] == "done"), None
-            )
-            if status == "completed" and learner_status == "solved":
-                status = "solved"
-            if any(view.state == "failed" for view in self.views.values()):
-                status = "failed"
-            wall = time.monotonic() - started
-            final = self.session_document(status, resumed=self.resume, wall_s=wall, **self._progress())
-            self._write_session(final)
-            # Flush first: the archive rebuilds the final results from the run folder's events.
-            self.sink.flush()
-            if self.recorder is not None:
-                self.recorder.finish(self.session_id, status, self._progress() | {"wall_s": wall})
-            self.sink.close()
-        solved_s = (
-            self.solved_time - self.first_step_time
-            if self.solved_time is not None and self.first_step_time is not None
-            else None
-        )
+            status, wall = self._wind_down(started)
         return TrainingResult(
             self.session_id,
             status,
@@ -468,72 +318,79 @@ class Trainer:
             list(self.views.values()),
             self.run_folder,
             self.model_folder,
-            self.first_step_time,
-            solved_s,
+            self.hive.first_step_time,
+            self.hive.solved_s,
         )
+
+    def _tick(self, live: Live | None, ticks: _Ticks) -> None:
+        """Display, heartbeat, and the kill once a stop outlived its grace period."""
+        now = time.monotonic()
+        if live is not None:
+            live.update(self.table())
+        elif ticks.due("line", now, PROGRESS_LINE_S):
+            self.console.print(self.hive.progress_line(now - ticks.started))
+        if self.recorder is not None and ticks.due("heartbeat", now, HEARTBEAT_S):
+            self.recorder.heartbeat(self.session_id, self.hive.progress())
+        if now > self._stop_deadline:
+            self._kill_all()
+
+    def _interrupted(self) -> None:
+        """Ctrl-C: ask every process to finish (the learner checkpoints); a second one kills them."""
+        # A second Ctrl-C means: do not wait for checkpoints. One that follows the first within a
+        # second is the same keypress delivered twice (to the process and to its group, as `timeout`
+        # does) and is not a second request.
+        if self._stopping and time.monotonic() > self._stop_deadline - STOP_GRACE_S + 1.0:
+            self._kill_all()
+        if not self._stopping:
+            self._stop_deadline = time.monotonic() + STOP_GRACE_S
+        self._stopping = True
+        self._stop.set()
+        self.console.print("[yellow]stopping: the learner is saving its checkpoint...[/yellow]")
+
+    def _final_status(self) -> SessionStatus:
+        if any(view.state == RoleState.FAILED for view in self.views.values()):
+            return SessionStatus.CRASHED
+        if self._stopping or self.hive.learner_stop_reason() == "stopped":
+            return SessionStatus.STOPPED
+        return SessionStatus.FINISHED
+
+    def _wind_down(self, started: float) -> tuple[SessionStatus, float]:
+        """Wait for the processes, then record the end: session.json, telemetry, the archive."""
+        for process in self._procs.values():
+            process.join(timeout=10)
+        self._drain(0.05)
+        status = self._final_status()
+        wall = time.monotonic() - started
+        progress = self.hive.progress() | {"wall_s": wall}
+        self._write_session(self.session_document(status, resumed=self.resume, **progress))
+        self._flush_and_archive(status, progress)
+        self.sink.close()
+        return status, wall
+
+    def _flush_and_archive(self, status: SessionStatus, progress: dict[str, Any]) -> None:
+        """Flush every event to the run folder, then archive the end of the session.
+
+        One step because the archive's final results are rebuilt from the run folder's
+        ``events.jsonl``: archiving before the flush would miss the session's last events.
+        """
+        self.sink.flush()
+        if self.recorder is not None:
+            self.recorder.finish(self.session_id, status, progress)
 
     def stop(self) -> None:
         """Ask every process to finish; the learner checkpoints (what Ctrl-C does)."""
         self._stop.set()
 
-    def _progress(self) -> dict[str, Any]:
-        actors = [view for view in self.views.values() if view.role == "actor"]
-        evaluator = self.views.get(("evaluator", 0))
-        return {
-            "env_steps": sum(view.env_steps for view in actors),
-            "updates": self.learner.updates,
-            "best_eval_return": evaluator.best_eval_return if evaluator is not None else None,
-            "solved": self.solved_time is not None,
-            "roles_status": [
-                {k: v for k, v in asdict(view).items() if k != "history"} for view in self.views.values()
-            ],
-        }
 
-    # -- display ----------------------------------------------------------------------------------
+class _Ticks:
+    """When each periodic chore (progress line, heartbeat) last ran."""
 
-    def progress_line(self, elapsed_s: float) -> str:
-        """One line of progress for logs and CI (no terminal): time, steps, updates, returns."""
-        progress = self._progress()
-        evaluator = self.views.get(("evaluator", 0))
-        eval_text = _fmt(evaluator.eval_return if evaluator else None, ".1f")
-        return (
-            f"[{elapsed_s:6.0f} s] env steps {progress['env_steps']:,} · updates {self.learner.updates:,}"
-            f" ({_fmt(self.learner.updates_per_s, '.0f')}/s) · eval return {eval_text}"
-            f" · loss {_fmt(self.learner.loss, '.4f')}"
-        )
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self._last: dict[str, float] = {}
 
-    def table(self, title: str | None = None) -> Table:
-        """Per-process progress, readable at 80 columns (logs, CI): steps (the learner's are its
-        updates) and their rate, mean return (the evaluator's: last and best), ε, loss, memory wait."""
-        from rich import box
-
-        table = Table(title=title or f"hive {self.session_id} · {self.config.env_id}", box=box.SIMPLE_HEAD)
-        table.pad_edge = False
-        for column in ("role", "state", "steps", "per s", "return (best)", "ε", "loss", "mem"):
-            table.add_column(column, justify="left" if column in ("role", "state") else "right", no_wrap=True)
-        for view in self.views.values():
-            if view.role == "evaluator":
-                returns = f"{_fmt(view.eval_return, '.1f')} ({_fmt(view.best_eval_return, '.1f')})"
-            else:
-                returns = _fmt(view.mean_return_100, ".1f")
-            learner = view.role == "learner"
-            table.add_row(
-                "eval" if view.role == "evaluator" else view.name,
-                view.state + (f" ↻{view.restarts}" if view.restarts else ""),
-                f"{view.updates:,}" if view.role != "actor" else f"{view.env_steps:,}",
-                _fmt(
-                    view.updates_per_s if learner else view.env_steps_per_s if view.role == "actor" else None,
-                    ".0f",
-                ),
-                returns,
-                _fmt(view.epsilon, ".2f"),
-                _fmt(view.loss, ".3g"),
-                _fmt(None if view.memory_time_share is None else 100 * view.memory_time_share, ".0f", "%"),
-            )
-        return table
-
-
-def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
-    if value is None or value != value:  # None or NaN
-        return "-"
-    return f"{value:{spec}}{suffix}"
+    def due(self, chore: str, now: float, every_s: float) -> bool:
+        if now - self._last.get(chore, self.started) < every_s:
+            return False
+        self._last[chore] = now
+        return True

@@ -221,7 +221,7 @@ class SessionConfig(BaseSettings):
     total_steps: int = Field(
         default=100_000, ge=1, description="Env steps of the whole hive (all actors together)."
     )
-    seed: int = Field(default=0, ge=0, description="Base seed; actor i uses seed + 1000*(i+1).")
+    seed: int = Field(default=0, ge=0, description="Base seed; each role derives its own from it.")
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N.")
     actor_device: str = Field(
         default="cpu", description="Device the actors play on (auto, cpu, cuda, cuda:N)."
@@ -303,9 +303,23 @@ class SessionConfig(BaseSettings):
             raise ConfigError(f"actor index {index} out of range 0..{max(self.actors, 1) - 1}")
         return self._merged(self.actor_overrides.get(index, {}), label=f"actor_overrides.{index}.")
 
-    def actor_seed(self, index: int) -> int:
-        """Seed of actor ``index`` (its override of ``seed`` applied); the learner uses ``seed``."""
-        return self.for_actor(index).seed + 1000 * (index + 1)
+    def role_seed(self, role: str, index: int = 0) -> int:
+        """The seed of a role process, the one place it is derived: the learner plays ``seed``,
+        actor ``index`` its own ``seed`` (override applied) + 1000·(index + 1), the evaluator
+        ``seed`` + 777,777 (far from any actor's)."""
+        if role == "actor":
+            return self.for_actor(index).seed + 1000 * (index + 1)
+        if role == "evaluator":
+            return self.seed + 777_777
+        return self.seed
+
+    def role_seeds(self) -> dict[str, Any]:
+        """Every role's seed (recorded in ``session.json``)."""
+        return {
+            "learner": self.role_seed("learner"),
+            "actors": [self.role_seed("actor", i) for i in range(self.actors)],
+            "evaluator": self.role_seed("evaluator"),
+        }
 
     # -- output ----------------------------------------------------------------------------------
 

@@ -187,7 +187,7 @@ def hive_events(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> lis
             keys = list(client.scan_iter(match=f"{key_prefix}*", count=1000))
             if keys:
                 client.delete(*keys)
-    assert result.status in ("completed", "solved"), result.status
+    assert result.status == "finished", result.status
     lines = [*(result.run_folder / "events.jsonl").read_text().splitlines()]
     lines += (root / "memory.jsonl").read_text().splitlines()
     events = [json.loads(line) for line in lines if line]

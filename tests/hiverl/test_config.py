@@ -192,7 +192,7 @@ def test_per_actor_overrides(tmp_path: Path) -> None:
     assert config.for_actor(0).actor.random_action_rate == 0.0
     assert config.for_actor(2).actor_overrides == {}  # the resolved view carries no overrides itself
     # Seeds: actor i plays seed + 1000 * (i + 1), its own seed override applied.
-    assert [config.actor_seed(i) for i in range(3)] == [1004, 2004, 3050]
+    assert [config.role_seed("actor", i) for i in range(3)] == [1004, 2004, 3050]
     with pytest.raises(ConfigError, match="out of range"):
         config.for_actor(3)
     solo = load_config(overrides={"actors": 0, "actor_overrides": {0: {"actor": {"envs": 3}}}})

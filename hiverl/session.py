@@ -1,0 +1,20 @@
+"""A new session's id: one format for every way a session starts (``hiverl train``, the dashboard)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+#: Session ids: letters, digits, ``_ . -`` (safe as a file name, a Redis key part and an archive _id).
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+_ENV_CHARS = 40
+
+
+def new_session_id(env_id: str = "") -> str:
+    """``<env>-<YYYYmmdd-HHMMSS>-<6 hex>`` in UTC, e.g. ``cartpole-v1-20260101-120000-3fa2b1``.
+
+    Readable in listings, sortable by start within one environment, unique enough for many
+    machines; without ``env_id`` the prefix is ``session``.
+    """
+    env = "".join(c if c.isalnum() else "-" for c in env_id).strip("-").lower()[:_ENV_CHARS].strip("-")
+    return f"{env or 'session'}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
