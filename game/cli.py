@@ -247,10 +247,10 @@ def _kafka_sink(config: Any, session_id: str) -> Any:
 
 def _archive_recorder() -> Any:
     """The session archive on MongoDB (documents are spooled locally while it is unreachable)."""
+    from hiverl.archive.recorder import ArchiveRecorder
     from hiverl.archive.store import SessionArchive
-    from hiverl.archive.trainer import TrainerRecorder
 
-    return TrainerRecorder(SessionArchive())
+    return ArchiveRecorder(SessionArchive())
 
 
 def evaluate(

@@ -27,13 +27,18 @@ class SessionStatus(StrEnum):
         return self is not SessionStatus.RUNNING
 
     @classmethod
+    def words(cls) -> frozenset[str]:
+        """Every word :meth:`parse` reads."""
+        return frozenset(cls) | frozenset(_LEGACY)
+
+    @classmethod
     def parse(cls, value: str) -> SessionStatus:
         """``value`` as a status, including the words of older trainers (``completed``, ``failed``...)."""
         try:
             return cls(_LEGACY.get(value, value))
         except ValueError:
             allowed = ", ".join(status.value for status in cls)
-            raise ValueError(f"status {value!r} is not one of {allowed}") from None
+            raise ValueError(f"status={value!r} is not one of {allowed}") from None
 
 
 #: Older trainers' session.json statuses -> today's.

@@ -17,10 +17,11 @@ import typer
 from rich.console import Console
 
 from hiverl.archive.compare import RESULT_FIELDS, config_table, fmt, plot_learning_curves, results_table
-from hiverl.archive.document import STATUSES, ArchiveValidationError, from_stored, to_json_ready
+from hiverl.archive.document import ArchiveValidationError, from_stored, to_json_ready
 from hiverl.archive.facts import hive_size
 from hiverl.archive.query import Range, SessionQuery
 from hiverl.archive.settings import ArchiveError, ArchiveSettings
+from hiverl.status import SessionStatus
 
 if TYPE_CHECKING:
     from hiverl.archive.store import SessionArchive
@@ -72,7 +73,7 @@ def _date(text: str | None, option: str) -> dt.datetime | None:
 
 
 EnvOpt = Annotated[str | None, typer.Option("--env", help="gymnasium env id, e.g. CartPole-v1.")]
-StatusOpt = Annotated[str | None, typer.Option("--status", help=f"One of {', '.join(STATUSES)}.")]
+StatusOpt = Annotated[str | None, typer.Option("--status", help=f"One of {', '.join(SessionStatus)}.")]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Has this tag (repeatable: all must match).")]
 SinceOpt = Annotated[str | None, typer.Option("--since", help="Started at or after (ISO date/time, UTC).")]
 UntilOpt = Annotated[str | None, typer.Option("--until", help="Started at or before (ISO date/time, UTC).")]

@@ -1,61 +1,29 @@
-"""The session document: its typed model, validation and the reversible encoding for storage.
+"""The session document: its typed model, its validation, and its stored and JSON forms.
 
 One document per training session lives in the ``sessions`` collection. FerretDB v1 (the local
 MongoDB wire-protocol server) does not enforce ``$jsonSchema``, so every document is validated
 here, in the application, before it is written or imported: :func:`validate_document` turns a
 plain mapping into a :class:`SessionDocument` or raises :class:`ArchiveValidationError`, whose
-message names every bad field, the value given and what is allowed.
-
-MongoDB-compatible servers reject some keys and values that a config may legitimately contain,
-so :func:`encode` rewrites them reversibly before writing and :func:`decode` restores them:
-
-* keys: ``%`` -> ``%25``, ``.`` -> ``%2E``, ``$`` -> ``%24``, NUL -> ``%00``
-  (so ``{"env.kwargs": 1}`` is stored as ``{"env%2Ekwargs": 1}``);
-* floats: NaN, +inf and -inf are stored as ``{"%float": "nan" | "inf" | "-inf"}`` (FerretDB
-  rejects infinities and drops the connection on NaN). ``%float`` cannot collide with a user key
-  because every user ``%`` is escaped to ``%25``.
-
-Secrets never reach the archive: :func:`scrub_secrets` replaces ``user:password@`` in any URL
-string by ``***@`` and the values of keys that name a secret (password, token, ...) by ``***``.
+message names every bad field, the value given and what is allowed. Secrets are scrubbed and
+keys and values the servers reject are encoded reversibly by :mod:`hiverl.archive.encoding`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hiverl.endpoints import redact
+from hiverl.archive.encoding import ArchiveValidationError, decode, encode, iso_dates, scrub_secrets
+from hiverl.session import SESSION_ID_PATTERN
+from hiverl.status import SessionStatus
 
 #: Version of the document layout; bump on any incompatible change (and migrate on read).
 SCHEMA_VERSION: Final = 1
 #: Most learning-curve points kept per session; longer curves are downsampled evenly.
 MAX_CURVE_POINTS = 500
-#: Session ids: the same alphabet as ``SessionConfig.session_id`` (safe as a file name).
-SESSION_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-#: The statuses a session document can have; ``running`` is the only non-terminal one.
-STATUSES = ("running", "finished", "stopped", "crashed")
-TERMINAL_STATUSES = ("finished", "stopped", "crashed")
-
-Status = Literal["running", "finished", "stopped", "crashed"]
-
-FLOAT_MARKER = "%float"
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_SECRET_KEY = re.compile(
-    r"(^|[_.-])(password|passwd|pass|pwd|secret|token|api[_-]?key|credentials?)([_.-]|$)", re.IGNORECASE
-)
-
-
-class ArchiveValidationError(ValueError):
-    """A session document (or an update to one) is invalid; the message lists every bad field."""
-
-    def __init__(self, message: str, errors: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.errors = list(errors)
 
 
 class _Strict(BaseModel):
@@ -191,7 +159,9 @@ class SessionDocument(_Strict):
     session_id: str = Field(pattern=SESSION_ID_PATTERN, description="Unique id (also the _id).")
     name: str = Field(default="", max_length=200, description="Human-readable name.")
     tags: list[str] = Field(default_factory=list, max_length=32, description="Free labels for filtering.")
-    status: Status = Field(default="running", description="running, finished, stopped or crashed.")
+    status: SessionStatus = Field(
+        default=SessionStatus.RUNNING, description="running, finished, stopped or crashed."
+    )
     started_at: dt.datetime = Field(description="UTC start time.")
     ended_at: dt.datetime | None = Field(default=None, description="UTC end time (None while running).")
     heartbeat_at: dt.datetime = Field(description="UTC time of the last sign of life.")
@@ -223,6 +193,12 @@ class SessionDocument(_Strict):
     message: str = Field(
         default="", max_length=10_000, description="Why it stopped or crashed (empty otherwise)."
     )
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_of_any_age(cls, value: Any) -> Any:
+        """Older documents' and run folders' words (``completed``, ``failed``...) read as today's."""
+        return SessionStatus.parse(value) if isinstance(value, str) else value
 
     @field_validator("started_at", "heartbeat_at", "updated_at")
     @classmethod
@@ -299,87 +275,6 @@ def validate_document(raw: Mapping[str, Any]) -> SessionDocument:
         ) from None
 
 
-# -- secrets ---------------------------------------------------------------------------------------
-
-
-def scrub_secrets(value: Any) -> Any:
-    """Copy of ``value`` with URL credentials redacted and secret-named keys' values replaced."""
-    if isinstance(value, Mapping):
-        return {
-            k: (
-                "***"
-                if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "")
-                else scrub_secrets(v)
-            )
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [scrub_secrets(v) for v in value]
-    if isinstance(value, str) and "@" in value:
-        return redact(value)
-    return value
-
-
-# -- reversible encoding for the server ------------------------------------------------------------
-
-_KEY_ESCAPES = {"%": "%25", ".": "%2E", "$": "%24", "\x00": "%00"}
-_KEY_UNESCAPES = {v: k for k, v in _KEY_ESCAPES.items()}
-_ESCAPED = re.compile("|".join(re.escape(s) for s in _KEY_UNESCAPES))
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-
-def escape_key(key: str) -> str:
-    """A key any MongoDB-compatible server accepts; :func:`unescape_key` restores it."""
-    return "".join(_KEY_ESCAPES.get(ch, ch) for ch in key)
-
-
-def unescape_key(key: str) -> str:
-    """Inverse of :func:`escape_key`."""
-    return _ESCAPED.sub(lambda m: _KEY_UNESCAPES[m.group(0)], key)
-
-
-def encode(value: Any, path: str = "") -> Any:
-    """``value`` with keys escaped and non-finite floats wrapped, ready for BSON.
-
-    Raises :class:`ArchiveValidationError` for values BSON cannot hold (non-string keys, integers
-    outside int64, unknown types), naming the field path.
-    """
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ArchiveValidationError(f"field '{path}': key {key!r} must be text")
-            out[escape_key(key)] = encode(item, f"{path}.{key}" if path else key)
-        return out
-    if isinstance(value, list | tuple):
-        return [encode(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, bool) or value is None or isinstance(value, str | dt.datetime):
-        return value
-    if isinstance(value, int):
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise ArchiveValidationError(f"field '{path}': integer {value} does not fit in 64 bits")
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return {FLOAT_MARKER: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
-    raise ArchiveValidationError(
-        f"field '{path}': value {value!r} of type {type(value).__name__} cannot be stored "
-        "(allowed: mappings, lists, text, numbers, booleans, null, datetimes)"
-    )
-
-
-def decode(value: Any) -> Any:
-    """Inverse of :func:`encode`."""
-    if isinstance(value, Mapping):
-        if len(value) == 1 and FLOAT_MARKER in value and value[FLOAT_MARKER] in _NONFINITE:
-            return _NONFINITE[value[FLOAT_MARKER]]
-        return {unescape_key(k): decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode(v) for v in value]
-    return value
-
-
 def to_stored(document: SessionDocument) -> dict[str, Any]:
     """The BSON-ready form: encoded, with ``_id`` = ``session_id``."""
     stored = encode(document.model_dump(mode="python"))
@@ -393,17 +288,7 @@ def from_stored(stored: Mapping[str, Any]) -> SessionDocument:
 
 def to_json_ready(document: SessionDocument) -> dict[str, Any]:
     """Encoded form with datetimes as ISO-8601 text: strict JSON (used by export and the spool)."""
-    return _iso_dates(encode(document.model_dump(mode="python")))
-
-
-def _iso_dates(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _iso_dates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_iso_dates(v) for v in value]
-    return value
+    return iso_dates(encode(document.model_dump(mode="python")))
 
 
 # -- learning curves --------------------------------------------------------------------------------

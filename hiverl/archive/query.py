@@ -10,7 +10,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from hiverl.archive.document import STATUSES, SessionDocument, escape_key
+from hiverl.archive.document import SessionDocument
+from hiverl.archive.encoding import escape_key
+from hiverl.status import SessionStatus
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,8 @@ class SessionQuery:
     limit: int = 100
 
     def __post_init__(self) -> None:
-        if self.status is not None and self.status not in STATUSES:
-            raise ValueError(f"status={self.status!r} is not one of {', '.join(STATUSES)}")
+        if self.status is not None:
+            object.__setattr__(self, "status", SessionStatus.parse(self.status).value)
         if self.limit < 0:
             raise ValueError(f"limit={self.limit} must be >= 0 (0 = no limit)")
 

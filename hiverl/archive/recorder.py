@@ -1,10 +1,10 @@
-"""Recording ``hiverl train`` sessions: the trainer's documents translated into archive documents.
+"""The archive's recorder of ``hiverl train`` sessions: the trainer's documents as archive documents.
 
-The trainer (``game/trainer.py``) calls its :class:`hiverl.events.SessionRecorder` with its own
-vocabulary: the ``session.json`` document at start, ``{"env_steps", "updates", "best_eval_return",
-"solved", "roles_status": [...]}`` progress at each heartbeat, and status ``completed`` /
-``solved`` / ``stopped`` / ``failed`` at the end. :class:`TrainerRecorder` wraps a
-:class:`~hiverl.archive.store.SessionArchive` and translates:
+The trainer (``game/trainer.py``) calls its :class:`hiverl.events.SessionRecorder` with the
+``session.json`` document at start, ``{"env_steps", "updates", "best_eval_return", "solved",
+"roles_status": [...]}`` progress at each heartbeat, and a :class:`~hiverl.status.SessionStatus`
+at the end. :class:`ArchiveRecorder` wraps a :class:`~hiverl.archive.store.SessionArchive` and
+translates:
 
 * start: the archive start document (host, GPUs, packages, git commit, full config);
 * heartbeat: totals (the actors' env steps and episodes, the learner's updates), per-actor
@@ -14,11 +14,11 @@ vocabulary: the ``session.json`` document at start, ``{"env_steps", "updates", "
   per heartbeat;
 * finish: the whole document rebuilt from the run folder's ``events.jsonl`` (exact best/final
   returns, steps to the solve threshold, the full learning curve) when the folder is readable,
-  else from the last progress. ``solved`` is archived as ``finished``.
+  else from the last progress.
 
 Progress of older trainers (``workers_status`` instead of ``roles_status``) is still understood.
 
-Usage (``hiverl train``): ``Trainer(config, ..., recorder=TrainerRecorder(SessionArchive()))``.
+Usage (``hiverl train``): ``Trainer(config, ..., recorder=ArchiveRecorder(SessionArchive()))``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from hiverl.archive.facts import start_document
-from hiverl.archive.runs import STATUS_OF_RUN, document_from_run
+from hiverl.archive.runs import document_from_run
 from hiverl.archive.store import SessionArchive
+from hiverl.status import SessionStatus
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def progress_update(progress: Mapping[str, Any], best_so_far: float | None = Non
     }
 
 
-class TrainerRecorder:
+class ArchiveRecorder:
     """A :class:`hiverl.events.SessionRecorder` for the trainer's documents, backed by ``archive``."""
 
     def __init__(self, archive: SessionArchive, *, tags: Sequence[str] = (), name: str = "") -> None:
@@ -148,7 +149,7 @@ class TrainerRecorder:
         self.archive.heartbeat(session_id, self._update(session_id, update))
 
     def finish(self, session_id: str, status: str, update: Mapping[str, Any]) -> None:
-        """``status``: ``completed``, ``solved``, ``stopped`` or ``failed`` (or an archive status)."""
+        """``status``: a final :class:`~hiverl.status.SessionStatus` (an older trainer's word is read too)."""
         final = self._update(session_id, update)
         folder = self._run_folders.pop(session_id, None)
         if folder is not None and (folder / "session.json").exists():
@@ -161,4 +162,4 @@ class TrainerRecorder:
                 )
         self._curves.pop(session_id, None)
         self._best.pop(session_id, None)
-        self.archive.finish(session_id, STATUS_OF_RUN.get(status, status), final)
+        self.archive.finish(session_id, SessionStatus.parse(status), final)

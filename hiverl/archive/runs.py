@@ -22,6 +22,7 @@ import json
 import socket
 from collections import deque
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,8 @@ from hiverl.archive.document import (
     validate_document,
 )
 from hiverl.archive.facts import hive_size, host_info, overrides_of
+from hiverl.status import SessionStatus
 
-#: The trainer's status words -> the archive's.
-STATUS_OF_RUN = {
-    "completed": "finished",
-    "solved": "finished",
-    "finished": "finished",
-    "stopped": "stopped",
-    "failed": "crashed",
-}
 WINDOW = 100
 """Episodes in the last-100 mean and in the solve test (the gymnasium convention)."""
 CURVE_WINDOW = 20
@@ -112,6 +106,120 @@ def _eval_results(
     }
 
 
+def _run_status(session: Mapping[str, Any]) -> SessionStatus:
+    """The run's status in today's words (an older trainer's too); unknown words read as running."""
+    try:
+        return SessionStatus.parse(str(session.get("status", "running")))
+    except ValueError:
+        return SessionStatus.RUNNING
+
+
+@dataclass
+class _Replay:
+    """What replaying a run's events in time order gives (the hive's env steps and rolling means)."""
+
+    worker_steps: dict[int, int] = field(default_factory=dict)
+    worker_returns: dict[int, list[float]] = field(default_factory=dict)
+    returns: list[float] = field(default_factory=list)
+    curve_steps: list[int] = field(default_factory=list)
+    curve_means: list[float] = field(default_factory=list)
+    curve_wall: list[float] = field(default_factory=list)
+    steps_to_threshold: int | None = None
+    latest_stats: dict[int, Mapping[str, Any]] = field(default_factory=dict)
+    learner_updates: int | None = None
+    evals: list[Mapping[str, Any]] = field(default_factory=list)
+    eval_solved_steps: int | None = None
+    hosts: set[str] = field(default_factory=set)
+
+    @property
+    def hive_steps(self) -> int:
+        return sum(self.worker_steps.values())
+
+
+def _replay(events: list[dict[str, Any]], started: dt.datetime, threshold: float | None) -> _Replay:
+    replay = _Replay()
+    window: deque[float] = deque(maxlen=WINDOW)
+    recent: deque[float] = deque(maxlen=CURVE_WINDOW)
+    for event in events:
+        if event.get("host"):
+            replay.hosts.add(str(event["host"]))
+        role = event.get("role")
+        if role == "learner":
+            if event["event_type"] == "train_stats" and isinstance(event.get("updates"), int):
+                replay.learner_updates = max(replay.learner_updates or 0, int(event["updates"]))
+            continue
+        if role == "evaluator" or event["event_type"] == "eval":
+            if event["event_type"] == "eval" and isinstance(event.get("eval_return"), int | float):
+                replay.evals.append(event)
+                if event.get("solved") is True and replay.eval_solved_steps is None:
+                    replay.eval_solved_steps = replay.hive_steps
+            continue
+        index = int(event.get("worker_index", 0))  # an actor (a worker of older runs)
+        replay.worker_steps[index] = max(replay.worker_steps.get(index, 0), int(event.get("env_steps") or 0))
+        if event["event_type"] == "train_stats":
+            replay.latest_stats[index] = event
+        if event["event_type"] != "episode" or event.get("episode_return") is None:
+            continue
+        value = float(event["episode_return"])
+        replay.returns.append(value)
+        replay.worker_returns.setdefault(index, []).append(value)
+        window.append(value)
+        recent.append(value)
+        replay.curve_steps.append(replay.hive_steps)
+        replay.curve_means.append(sum(recent) / len(recent))
+        replay.curve_wall.append(max(0.0, float(event["event_time"]) - started.timestamp()))
+        solved = threshold is not None and len(window) == WINDOW and sum(window) / len(window) >= threshold
+        if replay.steps_to_threshold is None and solved:
+            replay.steps_to_threshold = replay.hive_steps
+    return replay
+
+
+def _worker_results(
+    session: Mapping[str, Any], replay: _Replay, threshold: float | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Each actor's results (the trainer's final per-role status wins) and the learner's updates."""
+    learner_updates = replay.learner_updates
+    roles = session.get("roles_status")
+    if roles is None:  # an older run: every row is a worker
+        rows = list(session.get("workers_status") or [])
+    else:
+        rows = [r for r in roles if r.get("role") == "actor"]
+        for r in roles:
+            if r.get("role") == "learner" and isinstance(r.get("updates"), int):
+                learner_updates = max(learner_updates or 0, int(r["updates"]))
+    if isinstance(session.get("updates"), int) and (roles is not None or learner_updates is not None):
+        learner_updates = max(learner_updates or 0, int(session["updates"]))
+    statuses = {int(w.get("index", i)): w for i, w in enumerate(rows)}
+    indices = sorted(set(replay.worker_steps) | set(statuses) | set(replay.latest_stats))
+    results: list[dict[str, Any]] = []
+    for index in indices:
+        status = statuses.get(index, {})
+        stats = replay.latest_stats.get(index, {})
+        results.append(
+            {
+                "worker_index": index,
+                "status": str(status.get("state", "")),
+                "restarts": int(status.get("restarts") or 0),
+                "totals": {
+                    "env_steps": int(status.get("env_steps") or replay.worker_steps.get(index, 0)),
+                    "episodes": int(status.get("episodes") or len(replay.worker_returns.get(index, []))),
+                    "updates": int(status.get("updates") or stats.get("updates") or 0),
+                },
+                "results": _results(replay.worker_returns.get(index, []), threshold),
+            }
+        )
+    return results, learner_updates
+
+
+def _checkpoints(session: Mapping[str, Any], env_steps: int) -> list[dict[str, Any]]:
+    model_folder = session.get("model_folder")
+    if not model_folder or not Path(model_folder).exists():
+        return []
+    learner = Path(model_folder) / "learner.pt"  # the hive's one network (older runs: the folder)
+    path = learner if learner.is_file() else Path(model_folder)
+    return [{"path": str(path), "kind": "final", "env_steps": env_steps}]
+
+
 def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str = "") -> SessionDocument:
     """The archive document of the run in ``folder`` (validated).
 
@@ -131,124 +239,42 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
     events = _read_events(folder / "events.jsonl")
 
     # Step 1: replay the events in time order, tracking the hive's env steps and rolling mean.
-    worker_steps: dict[int, int] = {}
-    worker_returns: dict[int, list[float]] = {}
-    window: deque[float] = deque(maxlen=WINDOW)
-    recent: deque[float] = deque(maxlen=CURVE_WINDOW)
-    returns: list[float] = []
-    curve_steps: list[int] = []
-    curve_means: list[float] = []
-    curve_wall: list[float] = []
-    steps_to_threshold: int | None = None
     first_time = float(events[0]["event_time"]) if events else 0.0
     started = _time(session.get("started_at")) or _time(first_time) or dt.datetime.now(dt.UTC)
-    latest_stats: dict[int, Mapping[str, Any]] = {}
-    learner_updates: int | None = None
-    evals: list[Mapping[str, Any]] = []
-    eval_solved_steps: int | None = None
-    hosts: set[str] = set()
-    for event in events:
-        if event.get("host"):
-            hosts.add(str(event["host"]))
-        role = event.get("role")
-        if role == "learner":
-            if event["event_type"] == "train_stats" and isinstance(event.get("updates"), int):
-                learner_updates = max(learner_updates or 0, int(event["updates"]))
-            continue
-        if role == "evaluator" or event["event_type"] == "eval":
-            if event["event_type"] == "eval" and isinstance(event.get("eval_return"), int | float):
-                evals.append(event)
-                if event.get("solved") is True and eval_solved_steps is None:
-                    eval_solved_steps = sum(worker_steps.values())
-            continue
-        index = int(event.get("worker_index", 0))  # an actor (a worker of older runs)
-        worker_steps[index] = max(worker_steps.get(index, 0), int(event.get("env_steps") or 0))
-        if event["event_type"] == "train_stats":
-            latest_stats[index] = event
-        if event["event_type"] != "episode" or event.get("episode_return") is None:
-            continue
-        value = float(event["episode_return"])
-        returns.append(value)
-        worker_returns.setdefault(index, []).append(value)
-        window.append(value)
-        recent.append(value)
-        hive_steps = sum(worker_steps.values())
-        mean = sum(window) / len(window)
-        curve_steps.append(hive_steps)
-        curve_means.append(sum(recent) / len(recent))
-        curve_wall.append(max(0.0, float(event["event_time"]) - started.timestamp()))
-        if (
-            steps_to_threshold is None
-            and threshold is not None
-            and len(window) == WINDOW
-            and mean >= threshold
-        ):
-            steps_to_threshold = hive_steps
-    keep = downsample_indices(len(curve_steps), MAX_CURVE_POINTS)
+    replay = _replay(events, started, threshold)
+    keep = downsample_indices(len(replay.curve_steps), MAX_CURVE_POINTS)
 
-    # Step 2: totals and per-actor results (the trainer's final per-role status wins).
-    roles = session.get("roles_status")
-    if roles is None:  # an older run: every row is a worker
-        rows = list(session.get("workers_status") or [])
-    else:
-        rows = [r for r in roles if r.get("role") == "actor"]
-        for r in roles:
-            if r.get("role") == "learner" and isinstance(r.get("updates"), int):
-                learner_updates = max(learner_updates or 0, int(r["updates"]))
-    if isinstance(session.get("updates"), int) and (roles is not None or learner_updates is not None):
-        learner_updates = max(learner_updates or 0, int(session["updates"]))
-    statuses = {int(w.get("index", i)): w for i, w in enumerate(rows)}
-    indices = sorted(set(worker_steps) | set(statuses) | set(latest_stats))
-    worker_results: list[dict[str, Any]] = []
-    for index in indices:
-        status = statuses.get(index, {})
-        stats = latest_stats.get(index, {})
-        worker_results.append(
-            {
-                "worker_index": index,
-                "status": str(status.get("state", "")),
-                "restarts": int(status.get("restarts") or 0),
-                "totals": {
-                    "env_steps": int(status.get("env_steps") or worker_steps.get(index, 0)),
-                    "episodes": int(status.get("episodes") or len(worker_returns.get(index, []))),
-                    "updates": int(status.get("updates") or stats.get("updates") or 0),
-                },
-                "results": _results(worker_returns.get(index, []), threshold),
-            }
-        )
+    # Step 2: totals and per-actor results.
+    worker_results, learner_updates = _worker_results(session, replay, threshold)
     totals = {
         "env_steps": sum(w["totals"]["env_steps"] for w in worker_results),
-        "episodes": sum(w["totals"]["episodes"] for w in worker_results) or len(returns),
+        "episodes": sum(w["totals"]["episodes"] for w in worker_results) or len(replay.returns),
         "updates": sum(w["totals"]["updates"] for w in worker_results) + (learner_updates or 0),
     }
 
     # Step 3: status and times.
-    run_status = str(session.get("status", "running"))
-    status = STATUS_OF_RUN.get(run_status, "running")
+    status = _run_status(session)
     updated = _time(session.get("updated_at")) or started
     last_event = _time(float(events[-1]["event_time"])) if events else None
-    ended = max(t for t in (updated, last_event, started) if t is not None) if status != "running" else None
+    ended = max(t for t in (updated, last_event, started) if t is not None) if status.terminal else None
     wall = session.get("wall_s")
     wall_s = float(wall) if isinstance(wall, int | float) else ((ended or updated) - started).total_seconds()
     results = {
-        **_results(returns, threshold),
-        "steps_to_threshold": steps_to_threshold,
-        **_eval_results(evals, eval_solved_steps, threshold),
+        **_results(replay.returns, threshold),
+        "steps_to_threshold": replay.steps_to_threshold,
+        **_eval_results(replay.evals, replay.eval_solved_steps, threshold),
         "wall_clock_s": wall_s,
         "env_steps_per_s": totals["env_steps"] / wall_s if wall_s > 0 else None,
     }
 
     # Step 4: where it ran and with what.
-    hostname = next(iter(sorted(hosts)), "")
+    hostname = next(iter(sorted(replay.hosts)), "")
     host = host_info() if hostname in ("", socket.gethostname()) else {"hostname": hostname}
     commit = session.get("git_commit")
-    model_folder = session.get("model_folder")
-    checkpoints: list[dict[str, Any]] = []
-    if model_folder and Path(model_folder).exists():
-        learner = Path(model_folder) / "learner.pt"  # the hive's one network (older runs: the folder)
-        path = learner if learner.is_file() else Path(model_folder)
-        checkpoints.append({"path": str(path), "kind": "final", "env_steps": totals["env_steps"]})
     versions = {k: str(v) for k, v in (session.get("versions") or {}).items() if v and k != "python"}
+    message = ""
+    if status in (SessionStatus.STOPPED, SessionStatus.CRASHED):
+        message = f"run ended with status {session.get('status')!r}"
     return validate_document(
         {
             "session_id": session["session_id"],
@@ -261,7 +287,7 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
             "updated_at": updated,
             "update_seq": 1,  # above a bare start, below any live recorder's later versions
             "env_id": env_id,
-            "num_workers": max(hive_size(session, hive_size(config, len(indices))), 1),
+            "num_workers": max(hive_size(session, hive_size(config, len(worker_results))), 1),
             "host": host,
             "packages": versions,
             "git_commit": commit if isinstance(commit, str) and commit else None,
@@ -270,13 +296,13 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
             "totals": totals,
             "results": results,
             "learning_curve": {
-                "env_steps": [curve_steps[i] for i in keep],
-                "mean_return": [curve_means[i] for i in keep],
-                "wall_clock_s": [curve_wall[i] for i in keep],
+                "env_steps": [replay.curve_steps[i] for i in keep],
+                "mean_return": [replay.curve_means[i] for i in keep],
+                "wall_clock_s": [replay.curve_wall[i] for i in keep],
                 "window_episodes": CURVE_WINDOW,
             },
-            "checkpoints": checkpoints,
+            "checkpoints": _checkpoints(session, totals["env_steps"]),
             "worker_results": worker_results,
-            "message": "" if status in ("finished", "running") else f"run ended with status {run_status!r}",
+            "message": message,
         }
     )

@@ -1,5 +1,7 @@
 """The session archive in MongoDB: the recorder the training loop calls, and the queries.
 
+The connection, its indexes and its error messages are :class:`~hiverl.archive.connection.ArchiveConnection`.
+
 :class:`SessionArchive` implements :class:`hiverl.events.SessionRecorder` (``start``,
 ``heartbeat``, ``finish``) and the read side (``list``, ``get``, ``compare``, ``delete``,
 ``sweep``, ``sync``, ``put``). Every write is a full-document upsert keyed by session id and
@@ -12,8 +14,6 @@ local :class:`~hiverl.archive.spool.Spool` instead and is delivered by the next 
 by the next session's ``start``, or by ``hiverl sessions sync``. After a failure the recorder
 skips the server for ``retry_after_s`` so heartbeats do not stall the training loop.
 
-Credentials: the URI comes from :class:`hiverl.endpoints.Endpoints` (``MONGODB_URI`` or
-``MONGODB_URI_FILE``); it is only ever shown through :func:`hiverl.endpoints.redact`.
 """
 
 from __future__ import annotations
@@ -28,29 +28,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pymongo import ASCENDING, DESCENDING, MongoClient
-from pymongo.collection import Collection
-from pymongo.errors import (
-    ConfigurationError,
-    DuplicateKeyError,
-    OperationFailure,
-    PyMongoError,
-)
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError
 
+from hiverl.archive.connection import ArchiveConnection
 from hiverl.archive.document import (
-    TERMINAL_STATUSES,
     ArchiveValidationError,
     SessionDocument,
     deep_merge,
-    encode,
     from_stored,
     to_stored,
     validate_document,
 )
+from hiverl.archive.encoding import encode
 from hiverl.archive.query import SessionQuery
 from hiverl.archive.settings import ArchiveAuthError, ArchiveError, ArchiveSettings, ArchiveUnreachableError
 from hiverl.archive.spool import Spool, SpoolFullError
-from hiverl.endpoints import Endpoints, redact
+from hiverl.status import TERMINAL_STATUSES, SessionStatus
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +61,6 @@ _BOOKKEEPING = frozenset(
         "ended_at",
     }
 )
-#: Codes MongoDB-compatible servers use for bad or missing credentials.
-_AUTH_CODES = frozenset({13, 18, 11})
 
 WriteOutcome = Literal["inserted", "updated", "unchanged", "skipped_older", "spooled"]
 
@@ -90,26 +82,13 @@ class SyncReport:
     remaining: int = 0
 
 
-def _userinfo(uri: str) -> str:
-    """The ``user:password`` part of ``uri`` ('' if none), up to the authority's last ``@``."""
-    _, sep, rest = uri.partition("://")
-    authority = rest.split("/", 1)[0] if sep else ""
-    return authority.rsplit("@", 1)[0] if "@" in authority else ""
-
-
-def safe_uri(uri: str) -> str:
-    """``uri`` with its whole user-info replaced by ``***`` (also when the password has an ``@``)."""
-    userinfo = _userinfo(uri)
-    return redact(uri.replace(userinfo + "@", "***@", 1)) if userinfo else redact(uri)
-
-
 def _now() -> dt.datetime:
     # MongoDB keeps milliseconds; truncating here keeps the in-memory and stored copies equal.
     now = dt.datetime.now(dt.UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-class SessionArchive:
+class SessionArchive(ArchiveConnection):
     """The ``sessions`` collection: recorder for the training loop, queries for CLI and dashboard.
 
     Args:
@@ -118,104 +97,11 @@ class SessionArchive:
     """
 
     def __init__(self, uri: str | None = None, settings: ArchiveSettings | None = None) -> None:
-        self.settings = settings or ArchiveSettings()
-        self._uri = uri or Endpoints().mongodb_uri
+        super().__init__(uri, settings)
         self.spool = Spool(self.settings.spool_dir or default_spool_dir(), self.settings.spool_max_sessions)
-        timeout_ms = int(self.settings.timeout_s * 1000)
-        try:
-            self._client: MongoClient[dict[str, Any]] = MongoClient(
-                self._uri,
-                tz_aware=True,
-                serverSelectionTimeoutMS=timeout_ms,
-                connectTimeoutMS=timeout_ms,
-                socketTimeoutMS=timeout_ms * 5,
-                appname="hiverl-archive",
-            )
-        except ConfigurationError as exc:
-            raise ArchiveError(f"archive URI {self.where} is invalid: {self._scrub(str(exc))}") from None
-        self._collection: Collection[dict[str, Any]] = self._client[self.settings.database][
-            self.settings.collection
-        ]
         self._live: dict[str, SessionDocument] = {}
         self._lock = threading.RLock()
-        self._indexed = False
         self._offline_until = 0.0
-
-    @property
-    def where(self) -> str:
-        """The archive's address, safe to print: redacted URI, database and collection."""
-        return f"{safe_uri(self._uri)} db={self.settings.database} collection={self.settings.collection}"
-
-    def _scrub(self, text: str) -> str:
-        """``text`` with the URI's user name and password removed (server messages may echo them)."""
-        from urllib.parse import unquote, urlsplit
-
-        text = redact(text.replace(self._uri, safe_uri(self._uri)))
-        userinfo = _userinfo(self._uri)
-        secrets = [userinfo, *userinfo.split(":", 1)] if userinfo else []
-        try:
-            parts = urlsplit(self._uri.split(",")[0])
-            secrets += [unquote(s) for s in (parts.password, parts.username) if s]
-        except ValueError:
-            pass
-        for secret in secrets:
-            if len(secret) >= 3:
-                text = text.replace(secret, "***")
-        return text
-
-    # -- connection ------------------------------------------------------------------------------
-
-    def _server_call(self, what: str, call: Any) -> Any:
-        """Run ``call()``; translate driver errors into :class:`ArchiveError` with a clear message."""
-        try:
-            if not self._indexed:
-                self._ensure_indexes()
-            return call()
-        except OperationFailure as exc:
-            if exc.code in _AUTH_CODES or "authentication" in str(exc).lower():
-                said = self._scrub(str((exc.details or {}).get("errmsg", exc))).strip().rstrip(".")
-                has_user = "@" in self._uri.split("?")[0]
-                fix = (
-                    "Check the user name and password in MONGODB_URI (or the file MONGODB_URI_FILE names) "
-                    "and the authSource/authMechanism options"
-                    if has_user
-                    else "The server requires a user: put user:password@ into MONGODB_URI "
-                    "(or MONGODB_URI_FILE)"
-                )
-                raise ArchiveAuthError(
-                    f"the archive server at {self.where} rejected the credentials while trying to {what} "
-                    f"(server said: {said}). {fix}."
-                ) from None
-            raise ArchiveError(f"archive {self.where}: {what} failed: {self._scrub(str(exc))}") from None
-        except PyMongoError as exc:
-            reason = self._scrub(str(exc)).splitlines()[0]
-            for cut in (" (configured timeouts", ", Timeout:"):
-                reason = reason.split(cut)[0]
-            raise ArchiveUnreachableError(f"archive {self.where} is unreachable ({what}): {reason}") from None
-
-    def _ensure_indexes(self) -> None:
-        """The indexes of the usual queries (idempotent; created on first use)."""
-        c = self._collection
-        c.create_index([("session_id", ASCENDING)], name="session_id", unique=True)
-        c.create_index([("env_id", ASCENDING), ("started_at", DESCENDING)], name="env_started")
-        c.create_index([("status", ASCENDING), ("heartbeat_at", ASCENDING)], name="status_heartbeat")
-        c.create_index([("results.best_return", DESCENDING)], name="best_return")
-        c.create_index([("started_at", DESCENDING)], name="started")
-        c.create_index([("tags", ASCENDING)], name="tags")
-        self._indexed = True
-
-    def ping(self) -> None:
-        """Raise :class:`ArchiveError` (or :class:`ArchiveAuthError`) unless the archive answers."""
-        self._server_call("ping", lambda: self._collection.find_one({}, {"_id": 1}))
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> SessionArchive:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -283,9 +169,9 @@ class SessionArchive:
         raw = {"heartbeat_at": now, "updated_at": now, "status": "running", **dict(document)}
         raw["update_seq"] = 0
         session = validate_document(raw)
-        if session.status != "running":
+        if session.status != SessionStatus.RUNNING:
             raise ArchiveValidationError(
-                f"field 'status': a new session must be 'running' (got {session.status!r})"
+                f"field 'status': a new session must be 'running' (got {session.status.value!r})"
             )
         with self._lock:
             earlier = [self.spool.get(session.session_id)]
@@ -346,11 +232,12 @@ class SessionArchive:
         ``results.wall_clock_s`` defaults to the time since start. Never raises on outage (the
         final version is spooled); raises ValueError for an unknown status.
         """
-        if status not in TERMINAL_STATUSES:
+        final = SessionStatus.parse(status) if status in SessionStatus.words() else None
+        if final is None or not final.terminal:
             raise ValueError(f"status={status!r} is not one of {', '.join(TERMINAL_STATUSES)}")
         with self._lock:
             now = _now()
-            advanced = self._advance(session_id, update, status=status, ended_at=now)
+            advanced = self._advance(session_id, update, status=final, ended_at=now)
             if advanced is None:
                 return
             if advanced.results.wall_clock_s is None:

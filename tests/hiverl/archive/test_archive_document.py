@@ -15,19 +15,14 @@ from hypothesis import strategies as st
 
 from hiverl.archive import ArchiveValidationError, Range, SessionQuery, validate_document
 from hiverl.archive.document import (
-    FLOAT_MARKER,
     MAX_CURVE_POINTS,
-    decode,
     deep_merge,
     downsample_indices,
-    encode,
-    escape_key,
     from_stored,
-    scrub_secrets,
     to_json_ready,
     to_stored,
-    unescape_key,
 )
+from hiverl.archive.encoding import FLOAT_MARKER, decode, encode, escape_key, scrub_secrets, unescape_key
 from hiverl.archive.facts import start_document
 
 NOW = dt.datetime(2026, 11, 24, 4, 0, tzinfo=dt.UTC)

@@ -272,7 +272,7 @@ def test_trainer_recorder_translates_the_trainers_calls(
 ) -> None:
     """The calls ``game.trainer.Trainer`` makes, in its vocabulary, end as a valid archive document."""
     from hiverl.archive import facts
-    from hiverl.archive.trainer import TrainerRecorder
+    from hiverl.archive.recorder import ArchiveRecorder
 
     monkeypatch.setattr(facts, "gpu_names", lambda: ["Test GPU"])  # importing torch here is only slow
 
@@ -313,7 +313,7 @@ def test_trainer_recorder_translates_the_trainers_calls(
         }
 
     with SessionArchive(mongo_uri, settings) as archive:
-        recorder = TrainerRecorder(archive, tags=["hive"])
+        recorder = ArchiveRecorder(archive, tags=["hive"])
         recorder.start(trainer_start)
         recorder.heartbeat("tr-1", progress(40, 30.0, 20.0, None))
         first = archive.get("tr-1")
@@ -341,7 +341,7 @@ def test_trainer_recorder_translates_the_trainers_calls(
 
 
 def test_progress_of_older_trainers_is_still_understood() -> None:
-    from hiverl.archive.trainer import progress_update
+    from hiverl.archive.recorder import progress_update
 
     views = [
         {
