@@ -19,7 +19,18 @@ def hiverl_home() -> Path:
 
 
 class DashboardSettings(BaseSettings):
-    """Everything the dashboard server needs besides service addresses."""
+    """Everything the dashboard server needs besides service addresses.
+
+    Behind a reverse proxy, every request comes from the proxy's address: set
+    ``trusted_proxy_hops`` to the number of proxies in front of the dashboard (usually 1) so that
+    the sign-in rate limit keys on the client address the proxy appends to ``X-Forwarded-For``
+    (the ``trusted_proxy_hops``-th entry from the right; entries further left are written by the
+    client and never trusted). Leave it 0 when clients connect directly: ``X-Forwarded-For`` is
+    then ignored, since any client could send one.
+
+    The launch limits (``max_*``) bound what the start form may ask for, on top of the settings'
+    own validation: each refusal names its limit.
+    """
 
     model_config = SettingsConfigDict(env_prefix="HIVERL_DASHBOARD_", env_file=".env", extra="ignore")
 
@@ -32,7 +43,40 @@ class DashboardSettings(BaseSettings):
         default=None, description="Prefix of the telemetry aliases (None: the telemetry's own setting)."
     )
     mongo_db: str | None = Field(default=None, description="Archive database (None: the archive's default).")
-    session_idle_s: float = Field(default=12 * 3600, gt=0, description="Sign-out after this much idle time.")
+    session_idle_s: float = Field(
+        default=12 * 3600,
+        gt=0,
+        description="Sign-out after this much idle time (the pages' background polls are not activity).",
+    )
+    session_max_age_s: float = Field(
+        default=24 * 3600, gt=0, description="Sign-out this long after signing in, however active."
+    )
+    trusted_proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="Reverse proxies in front of the dashboard whose X-Forwarded-For entry is trusted"
+        " as the client address (0: ignore X-Forwarded-For, use the TCP peer).",
+    )
+    login_free_failures: int = Field(
+        default=5, ge=1, description="Failed sign-ins per (user, address) before lockouts start."
+    )
+    login_address_failures: int = Field(
+        default=20, ge=1, description="Failed sign-ins per address, over all user names, before lockouts."
+    )
+    login_user_failures: int = Field(
+        default=20, ge=1, description="Failed sign-ins per user name, over all addresses, before lockouts."
+    )
+    max_total_steps: int = Field(
+        default=100_000_000, ge=1, description="Largest total_steps a session started here may have."
+    )
+    max_actors: int = Field(default=16, ge=0, description="Most actors a session started here may have.")
+    max_envs_per_actor: int = Field(
+        default=64, ge=1, description="Most actor.envs a session started here may have."
+    )
+    max_concurrent_runs: int = Field(
+        default=2, ge=1, description="Most sessions started here that may run at the same time."
+    )
     secure_cookies: bool = Field(default=False, description="Mark cookies Secure (serve over HTTPS).")
     service_timeout_s: float = Field(default=1.0, gt=0, description="Timeout of each service request.")
     outage_backoff_s: float = Field(

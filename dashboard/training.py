@@ -28,6 +28,14 @@ def new_session_id(env_id: str) -> str:
     return f"{env}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
+class LaunchRefused(RuntimeError):
+    """A start refused because ``running`` sessions started here already run (the limit)."""
+
+    def __init__(self, running: int) -> None:
+        super().__init__(f"{running} sessions started here are running")
+        self.running = running
+
+
 @dataclass
 class LaunchedSession:
     """A ``hiverl train`` process started by this dashboard."""
@@ -75,11 +83,21 @@ class TrainingLauncher:
         self._sessions: dict[str, LaunchedSession] = {}
         self._lock = threading.Lock()
 
-    def start(self, session_id: str, train_args: Sequence[str], started_by: str) -> LaunchedSession:
-        """Start ``hiverl train *train_args --session session_id --no-live``."""
+    def start(
+        self,
+        session_id: str,
+        train_args: Sequence[str],
+        started_by: str,
+        max_running: int | None = None,
+    ) -> LaunchedSession:
+        """Start ``hiverl train *train_args --session session_id --no-live``; with ``max_running``,
+        refuse (:class:`LaunchRefused`) when that many children run already (checked atomically)."""
         with self._lock:
             if session_id in self._sessions and self._sessions[session_id].process.poll() is None:
                 raise ValueError(f"session_id={session_id!r} is already running")
+            running = sum(1 for s in self._sessions.values() if s.process.poll() is None)
+            if max_running is not None and running >= max_running:
+                raise LaunchRefused(running)
             log_dir = self.runs_dir / session_id
             log_dir.mkdir(parents=True, exist_ok=True)
             log_path = log_dir / "dashboard-launch.log"
