@@ -22,6 +22,7 @@ what is allowed.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -38,6 +39,39 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "CONFIG_"
+#: Longest environment id accepted (gymnasium's registered ids are far shorter).
+ENV_ID_MAX_CHARS = 100
+_ENV_ID_SHAPE = re.compile(r"^(?:[A-Za-z0-9_.-]+/)?[A-Za-z0-9_.-]+$")
+
+
+def check_env_id(env_id: str) -> str:
+    """``env_id`` if gymnasium has it registered (``ALE/...`` ids once ale-py registered them),
+    else ValueError saying why. Never imports anything an id names: ``module:Name`` ids, which
+    ``gymnasium.make`` would import, are refused by their shape before any registry lookup."""
+    if len(env_id) > ENV_ID_MAX_CHARS:
+        raise ValueError(f"is {len(env_id)} characters long (at most {ENV_ID_MAX_CHARS})")
+    if ":" in env_id:
+        raise ValueError(
+            "module:Name ids are not accepted (gymnasium would import the module): use a registered id"
+        )
+    if not _ENV_ID_SHAPE.match(env_id):
+        raise ValueError("is not an environment id like CartPole-v1 or ALE/Pong-v5")
+    import gymnasium
+
+    if env_id.startswith("ALE/"):
+        try:
+            import ale_py
+
+            gymnasium.register_envs(ale_py)
+        except ImportError:
+            raise ValueError(
+                "is an Atari id but ale-py is not installed (pip install hiverl[game])"
+            ) from None
+    if env_id not in gymnasium.registry:
+        raise ValueError(
+            "is not a registered gymnasium environment (e.g. CartPole-v1, Acrobot-v1, ALE/Pong-v5)"
+        )
+    return env_id
 
 
 class ConfigError(ValueError):
@@ -211,7 +245,11 @@ class SessionConfig(BaseSettings):
         coerce_numbers_to_str=True,
     )
 
-    env_id: str = Field(default="CartPole-v1", min_length=1, description="gymnasium id (discrete actions).")
+    env_id: str = Field(
+        default="CartPole-v1",
+        min_length=1,
+        description="Registered gymnasium id, discrete actions (ALE/... for Atari); at most 100 characters.",
+    )
     actors: int = Field(
         default=1,
         ge=0,
@@ -244,6 +282,11 @@ class SessionConfig(BaseSettings):
         default_factory=dict,
         description="Actor index -> partial settings (actor, exploration, seed) for that actor only.",
     )
+
+    @field_validator("env_id")
+    @classmethod
+    def _registered_env_id(cls, value: str) -> str:
+        return check_env_id(value)
 
     @field_validator("device", "actor_device")
     @classmethod
