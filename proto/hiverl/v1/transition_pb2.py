@@ -24,23 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n proto/hiverl/v1/transition.proto\x12\thiverl.v1\"r\n\x0c\x45ncodedArray\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x1f\n\x05\x63odec\x18\x03 \x01(\x0e\x32\x10.hiverl.v1.Codec\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x15\n\rframe_indices\x18\x05 \x03(\r\"\x8e\x03\n\nTransition\x12$\n\x03obs\x18\x01 \x01(\x0b\x32\x17.hiverl.v1.EncodedArray\x12\x19\n\x0f\x64iscrete_action\x18\x02 \x01(\x03H\x00\x12\x33\n\x11\x63ontinuous_action\x18\x03 \x01(\x0b\x32\x16.hiverl.v1.FloatVectorH\x00\x12\x0e\n\x06reward\x18\x04 \x01(\x02\x12)\n\x08next_obs\x18\x05 \x01(\x0b\x32\x17.hiverl.v1.EncodedArray\x12\x10\n\x08\x64iscount\x18\x06 \x01(\x02\x12\x12\n\nterminated\x18\x07 \x01(\x08\x12\x11\n\ttruncated\x18\x08 \x01(\x08\x12\x0f\n\x07n_steps\x18\t \x01(\r\x12\x11\n\tworker_id\x18\n \x01(\t\x12\x12\n\nepisode_id\x18\x0b \x01(\x03\x12\x12\n\nstep_index\x18\x0c \x01(\x03\x12\x0c\n\x04time\x18\r \x01(\x01\x12\x1d\n\x10initial_priority\x18\x0e \x01(\x02H\x01\x88\x01\x01\x42\x08\n\x06\x61\x63tionB\x13\n\x11_initial_priority\"!\n\x0b\x46loatVector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"=\n\x0fTransitionBatch\x12*\n\x0btransitions\x18\x01 \x03(\x0b\x32\x15.hiverl.v1.Transition*[\n\x05\x43odec\x12\x15\n\x11\x43ODEC_UNSPECIFIED\x10\x00\x12\r\n\tCODEC_RAW\x10\x01\x12\x0e\n\nCODEC_ZSTD\x10\x02\x12\x1c\n\x18\x43ODEC_ZSTD_SHARED_FRAMES\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n proto/hiverl/v1/transition.proto\x12\thiverl.v1\"r\n\x0c\x45ncodedArray\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x1f\n\x05\x63odec\x18\x03 \x01(\x0e\x32\x10.hiverl.v1.Codec\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x15\n\rframe_indices\x18\x05 \x03(\r\"\xf2\x02\n\nTransition\x12$\n\x03obs\x18\x01 \x01(\x0b\x32\x17.hiverl.v1.EncodedArray\x12\x19\n\x0f\x64iscrete_action\x18\x02 \x01(\x03H\x00\x12\x0e\n\x06reward\x18\x04 \x01(\x02\x12)\n\x08next_obs\x18\x05 \x01(\x0b\x32\x17.hiverl.v1.EncodedArray\x12\x10\n\x08\x64iscount\x18\x06 \x01(\x02\x12\x12\n\nterminated\x18\x07 \x01(\x08\x12\x11\n\ttruncated\x18\x08 \x01(\x08\x12\x0f\n\x07n_steps\x18\t \x01(\r\x12\x11\n\tworker_id\x18\n \x01(\t\x12\x12\n\nepisode_id\x18\x0b \x01(\x03\x12\x12\n\nstep_index\x18\x0c \x01(\x03\x12\x0c\n\x04time\x18\r \x01(\x01\x12\x1d\n\x10initial_priority\x18\x0e \x01(\x02H\x01\x88\x01\x01\x42\x08\n\x06\x61\x63tionB\x13\n\x11_initial_priorityJ\x04\x08\x03\x10\x04R\x11\x63ontinuous_action*]\n\x05\x43odec\x12\x15\n\x11\x43ODEC_UNSPECIFIED\x10\x00\x12\r\n\tCODEC_RAW\x10\x01\x12\x1c\n\x18\x43ODEC_ZSTD_SHARED_FRAMES\x10\x03\"\x04\x08\x02\x10\x02*\nCODEC_ZSTDb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.hiverl.v1.transition_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FLOATVECTOR'].fields_by_name['values']._loaded_options = None
-  _globals['_FLOATVECTOR'].fields_by_name['values']._serialized_options = b'\020\001'
-  _globals['_CODEC']._serialized_start=662
-  _globals['_CODEC']._serialized_end=753
+  _globals['_CODEC']._serialized_start=536
+  _globals['_CODEC']._serialized_end=629
   _globals['_ENCODEDARRAY']._serialized_start=47
   _globals['_ENCODEDARRAY']._serialized_end=161
   _globals['_TRANSITION']._serialized_start=164
-  _globals['_TRANSITION']._serialized_end=562
-  _globals['_FLOATVECTOR']._serialized_start=564
-  _globals['_FLOATVECTOR']._serialized_end=597
-  _globals['_TRANSITIONBATCH']._serialized_start=599
-  _globals['_TRANSITIONBATCH']._serialized_end=660
+  _globals['_TRANSITION']._serialized_end=534
 # @@protoc_insertion_point(module_scope)

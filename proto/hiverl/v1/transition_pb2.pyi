@@ -11,11 +11,9 @@ class Codec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CODEC_UNSPECIFIED: _ClassVar[Codec]
     CODEC_RAW: _ClassVar[Codec]
-    CODEC_ZSTD: _ClassVar[Codec]
     CODEC_ZSTD_SHARED_FRAMES: _ClassVar[Codec]
 CODEC_UNSPECIFIED: Codec
 CODEC_RAW: Codec
-CODEC_ZSTD: Codec
 CODEC_ZSTD_SHARED_FRAMES: Codec
 
 class EncodedArray(_message.Message):
@@ -33,10 +31,9 @@ class EncodedArray(_message.Message):
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., codec: _Optional[_Union[Codec, str]] = ..., data: _Optional[bytes] = ..., frame_indices: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Transition(_message.Message):
-    __slots__ = ("obs", "discrete_action", "continuous_action", "reward", "next_obs", "discount", "terminated", "truncated", "n_steps", "worker_id", "episode_id", "step_index", "time", "initial_priority")
+    __slots__ = ("obs", "discrete_action", "reward", "next_obs", "discount", "terminated", "truncated", "n_steps", "worker_id", "episode_id", "step_index", "time", "initial_priority")
     OBS_FIELD_NUMBER: _ClassVar[int]
     DISCRETE_ACTION_FIELD_NUMBER: _ClassVar[int]
-    CONTINUOUS_ACTION_FIELD_NUMBER: _ClassVar[int]
     REWARD_FIELD_NUMBER: _ClassVar[int]
     NEXT_OBS_FIELD_NUMBER: _ClassVar[int]
     DISCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -50,7 +47,6 @@ class Transition(_message.Message):
     INITIAL_PRIORITY_FIELD_NUMBER: _ClassVar[int]
     obs: EncodedArray
     discrete_action: int
-    continuous_action: FloatVector
     reward: float
     next_obs: EncodedArray
     discount: float
@@ -62,16 +58,4 @@ class Transition(_message.Message):
     step_index: int
     time: float
     initial_priority: float
-    def __init__(self, obs: _Optional[_Union[EncodedArray, _Mapping]] = ..., discrete_action: _Optional[int] = ..., continuous_action: _Optional[_Union[FloatVector, _Mapping]] = ..., reward: _Optional[float] = ..., next_obs: _Optional[_Union[EncodedArray, _Mapping]] = ..., discount: _Optional[float] = ..., terminated: _Optional[bool] = ..., truncated: _Optional[bool] = ..., n_steps: _Optional[int] = ..., worker_id: _Optional[str] = ..., episode_id: _Optional[int] = ..., step_index: _Optional[int] = ..., time: _Optional[float] = ..., initial_priority: _Optional[float] = ...) -> None: ...
-
-class FloatVector(_message.Message):
-    __slots__ = ("values",)
-    VALUES_FIELD_NUMBER: _ClassVar[int]
-    values: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
-
-class TransitionBatch(_message.Message):
-    __slots__ = ("transitions",)
-    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
-    transitions: _containers.RepeatedCompositeFieldContainer[Transition]
-    def __init__(self, transitions: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ...) -> None: ...
+    def __init__(self, obs: _Optional[_Union[EncodedArray, _Mapping]] = ..., discrete_action: _Optional[int] = ..., reward: _Optional[float] = ..., next_obs: _Optional[_Union[EncodedArray, _Mapping]] = ..., discount: _Optional[float] = ..., terminated: _Optional[bool] = ..., truncated: _Optional[bool] = ..., n_steps: _Optional[int] = ..., worker_id: _Optional[str] = ..., episode_id: _Optional[int] = ..., step_index: _Optional[int] = ..., time: _Optional[float] = ..., initial_priority: _Optional[float] = ...) -> None: ...
