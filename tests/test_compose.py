@@ -434,9 +434,11 @@ def test_exactly_one_indexer_runs(services: dict[str, dict[str, Any]]) -> None:
     """`hiverl index` and Logstash are alternatives (profiles); .env.example picks one."""
     assert services["indexer"]["profiles"] == ["indexer"]
     assert services["logstash"]["profiles"] == ["logstash"]
-    assert env_example()["COMPOSE_PROFILES"] in ("indexer", "logstash")
+    profiles = env_example()["COMPOSE_PROFILES"].split(",")
+    assert len({"indexer", "logstash"} & set(profiles)) == 1 and "kibana" in profiles
     profiled = {name for name, service in services.items() if service.get("profiles")}
-    assert profiled == {"indexer", "logstash"}
+    assert profiled == {"indexer", "logstash", "kibana", "kibana-setup"}
+    assert services["kibana"]["profiles"] == services["kibana-setup"]["profiles"] == ["kibana"]
     for name in ("indexer", "logstash"):
         # templates and topics exist before the first document is indexed
         assert services[name]["depends_on"] == {
