@@ -16,7 +16,7 @@ import redis
 from game.hive_memory import SampleFetcher, Stopped, retrying, split_batch
 from hiverl.services import RedisServer, free_ports
 from replay_memory import MemoryConfig, ObservationSpec, ReplayMemory
-from tests.replay_memory.conftest import cartpole_batch, sampled_ids
+from tests.helpers.replay import cartpole_batch, sampled_ids
 
 CHUNK = 4
 BATCH = 8

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import MakeMemory
 
 from replay_memory import ObservationSpec, TransitionBatch
+from tests.helpers.replay import MakeMemory
 
 N_STEP = 3
 

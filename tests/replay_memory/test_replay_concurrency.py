@@ -5,9 +5,9 @@ from __future__ import annotations
 import multiprocessing as mp
 
 import numpy as np
-from conftest import MakeMemory, cartpole_batch, sampled_ids, stored_entries
 
 from replay_memory import MemoryConfig, ReplayMemory
+from tests.helpers.replay import MakeMemory, cartpole_batch, sampled_ids, stored_entries
 
 WRITERS = 3
 PER_WRITER = 300

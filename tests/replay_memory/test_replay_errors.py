@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import MakeMemory, cartpole_batch, stored_entries
 
 from proto.hiverl.v1 import transition_pb2 as pb
 from replay_memory import (
@@ -22,6 +21,7 @@ from replay_memory import (
     ReplayMemoryError,
 )
 from replay_memory.codec import encode_batch
+from tests.helpers.replay import MakeMemory, cartpole_batch, stored_entries
 
 
 @pytest.mark.parametrize(

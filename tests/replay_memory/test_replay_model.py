@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from conftest import MakeMemory, cartpole_batch, sampled_ids, stored_entries
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.helpers.replay import MakeMemory, cartpole_batch, sampled_ids, stored_entries
 
 CAPACITY = 12
 _names = itertools.count()

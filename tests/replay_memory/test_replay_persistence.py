@@ -6,12 +6,12 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import MakeMemory, cartpole_batch, sampled_ids, stored_entries
 from typer.testing import CliRunner
 
 from hiverl.cli import app
 from replay_memory import ConfigMismatchError, MemoryConfig, ReplayMemory
 from replay_memory.snapshot import load, save
+from tests.helpers.replay import MakeMemory, cartpole_batch, sampled_ids, stored_entries
 
 
 def _fill(memory: ReplayMemory) -> None:

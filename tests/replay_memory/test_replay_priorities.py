@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import MakeMemory, cartpole_batch, stored_entries
 
 from replay_memory import UnknownIdError
+from tests.helpers.replay import MakeMemory, cartpole_batch, stored_entries
 
 
 def test_stale_updates_are_ignored_and_live_ones_applied(make_memory: MakeMemory) -> None:

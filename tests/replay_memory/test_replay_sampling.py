@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import MakeMemory, cartpole_batch, sampled_ids
 from scipy import stats
+
+from replay_memory import ReplayMemory
+from tests.helpers.replay import MakeMemory, cartpole_batch, sampled_ids, stored_entries
 
 N_ITEMS = 32
 BATCH = N_ITEMS  # a batch may not exceed the memory
@@ -80,7 +82,5 @@ def test_default_priority_of_an_empty_memory_is_one(make_memory: MakeMemory) -> 
     assert set(_masses(memory).values()) == {1.0}
 
 
-def _masses(memory: object) -> dict[int, float]:
-    from conftest import stored_entries
-
+def _masses(memory: ReplayMemory) -> dict[int, float]:
     return {ident: mass for ident, mass in stored_entries(memory).values()}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import redis
-from conftest import MakeMemory, cartpole_batch, sampled_ids, stored_entries
 from scipy import stats
 
 from replay_memory import ReplayMemory
 from replay_memory.snapshot import load, save
+from tests.helpers.replay import MakeMemory, cartpole_batch, sampled_ids, stored_entries
 
 
 def test_two_servers_sample_in_proportion_to_shard_mass(

@@ -11,9 +11,9 @@ from elastic_transport import ConnectionError as ESConnectionError
 from kafka.errors import KafkaError
 from pymongo.errors import ServerSelectionTimeoutError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from services_smoke import create_topic, elasticsearch_check, kafka_check, mongo_check, redis_check
 
 from hiverl.services import ElasticsearchServer, KafkaServer, MongoServer, RedisServer
+from tests.helpers.services import create_topic, elasticsearch_check, kafka_check, mongo_check, redis_check
 
 
 def test_redis_check_fails_when_stopped_and_data_survives_restart(private_redis: RedisServer) -> None:

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import httpx
 import redis
-from services_smoke import elasticsearch_check, kafka_check, mongo_check, redis_check
+
+from tests.helpers.services import elasticsearch_check, kafka_check, mongo_check, redis_check
 
 
 def test_redis_set_get_and_lua(redis_url: str, redis_prefix: str) -> None:

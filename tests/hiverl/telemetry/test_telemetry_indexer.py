@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from telemetry_helpers import count, fast_config, running_indexer, search_all, wait_until
 
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC, envelope
 from hiverl.services import ElasticsearchServer, KafkaServer
 from hiverl.telemetry.kafka_sink import KafkaSink
 from hiverl.telemetry.schema import DEAD_LETTER_FAMILY, FIELDS_BY_NAME, alias_name, daily_index
+from tests.helpers.telemetry import count, fast_config, running_indexer, search_all, wait_until
 
 
 def short_run(sink: KafkaSink, topics: dict[str, str], workers: int = 2, episodes: int = 3) -> int:

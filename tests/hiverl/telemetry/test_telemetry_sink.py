@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from telemetry_helpers import fast_config
 
 from hiverl.events import envelope
 from hiverl.services import free_ports
 from hiverl.telemetry.kafka_sink import KafkaSink
 from hiverl.telemetry.spool import Spool
+from tests.helpers.telemetry import fast_config
 
 
 def consume_all(bootstrap: str, topic: str, expected: int) -> list[dict]:
