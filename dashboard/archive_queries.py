@@ -82,6 +82,8 @@ class Range:
             high = float(parts[2]) if parts[2] else None
         except ValueError:
             raise ValueError(f"{what}={text!r}: min and max must be numbers") from None
+        if any(bound is not None and math.isnan(bound) for bound in (low, high)):
+            raise ValueError(f"{what}={text!r}: min and max must be numbers, not nan")
         if low is not None and high is not None and low > high:
             raise ValueError(f"{what}={text!r}: min {low} is above max {high}")
         return cls(parts[0], low, high)
