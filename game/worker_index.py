@@ -4,9 +4,10 @@ Each replica of the ``game`` service is the same container with the same setting
 that tells replicas apart is their host name. A replica claims the lowest free index of the hive
 (``0 .. workers - 1``) as a lease in Redis and keeps it while it runs:
 
-1. one Lua script, run atomically by Redis: if this holder already owns an index (a restarted
-   container keeps its host name), refresh and return it; else take the lowest free slot with
-   ``SET NX PX``; two replicas racing for the same slot cannot both win;
+1. one Lua script (``lua/worker_index_claim.lua``), run atomically by Redis: if this holder
+   already owns an index (a restarted container keeps its host name), refresh and return it; else
+   take the lowest free slot with ``SET NX PX``; two replicas racing for the same slot cannot
+   both win;
 2. a background thread renews the lease every ``lease_s / 3`` seconds (compare-and-expire: only
    while the key still holds this holder's name);
 3. on a clean stop the lease is released (compare-and-delete); a crashed replica's lease expires
@@ -34,7 +35,6 @@ runs on a Redis Cluster).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -43,40 +43,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
 
 log = logging.getLogger(__name__)
 
-_CLAIM = """
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
-    redis.call('PEXPIRE', key, ARGV[2])
-    return i - 1
-  end
-end
-for i, key in ipairs(KEYS) do
-  if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return i - 1
-  end
-end
-return -1
-"""
+_LUA = Path(__file__).with_name("lua")
 
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+@cache
+def _script(name: str) -> str:
+    """The source of ``lua/worker_index_<name>.lua`` (claim, renew, release)."""
+    return (_LUA / f"worker_index_{name}.lua").read_text()
 
 
 class WorkerIndexError(RuntimeError):
@@ -114,7 +97,7 @@ def try_claim(
     """
     _validate(hive, workers, holder, lease_s)
     keys = [slot_key(hive, i, key_prefix) for i in range(workers)]
-    index = int(client.eval(_CLAIM, len(keys), *keys, holder, int(lease_s * 1000)))
+    index = int(client.eval(_script("claim"), len(keys), *keys, holder, int(lease_s * 1000)))
     return None if index < 0 else index
 
 
@@ -159,12 +142,12 @@ def claim_worker_index(
 def renew(client: Any, *, hive: str, index: int, holder: str, lease_s: float, key_prefix: str = "") -> bool:
     """Extend the lease; False when this holder no longer owns ``index`` (it expired and was taken)."""
     key = slot_key(hive, index, key_prefix)
-    return bool(client.eval(_RENEW, 1, key, holder, int(lease_s * 1000)))
+    return bool(client.eval(_script("renew"), 1, key, holder, int(lease_s * 1000)))
 
 
 def release(client: Any, *, hive: str, index: int, holder: str, key_prefix: str = "") -> bool:
     """Give the index back (only if this holder still owns it); True when it was released."""
-    return bool(client.eval(_RELEASE, 1, slot_key(hive, index, key_prefix), holder))
+    return bool(client.eval(_script("release"), 1, slot_key(hive, index, key_prefix), holder))
 
 
 def holder_of(client: Any, *, hive: str, index: int, key_prefix: str = "") -> str | None:
@@ -345,23 +328,49 @@ def _check() -> int:
     return 0 if held else 1
 
 
+app = typer.Typer(
+    name="python -m game.worker_index",
+    help="Claim a distinct actor index from Redis (see the module docstring).",
+    add_completion=False,
+    no_args_is_help=True,
+)
+
+
+def _exit_with(action: Callable[[], int]) -> None:
+    from hiverl.config import ConfigError
+
+    try:
+        code = action()
+    except (WorkerIndexError, ConfigError) as error:
+        typer.echo(f"error: {error}", err=True)
+        code = 2
+    raise typer.Exit(code)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    command: Annotated[
+        list[str] | None, typer.Argument(help="-- then the actor command, e.g. -- hiverl actor")
+    ] = None,
+) -> None:
+    """Claim an index, run COMMAND with HIVERL_ACTOR_INDEX set, keep the lease while it runs."""
+    _exit_with(lambda: _run(command or []))
+
+
+@app.command()
+def check() -> None:
+    """Health check: exit 0 when this host holds an actor index."""
+    _exit_with(_check)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``run -- COMMAND...`` or ``check``; see the module docstring."""
-    parser = argparse.ArgumentParser(prog="python -m game.worker_index", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="claim an index, run COMMAND with HIVERL_ACTOR_INDEX set")
-    run.add_argument("worker_command", nargs=argparse.REMAINDER, help="-- then the worker command")
-    commands.add_parser("check", help="exit 0 when this host holds a worker index")
-    args = parser.parse_args(argv)
+    """``run -- COMMAND...`` or ``check``; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "check":
-            return _check()
-        command = list(args.worker_command)
-        return _run(command[1:] if command[:1] == ["--"] else command)
-    except WorkerIndexError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        app(args=None if argv is None else list(argv), prog_name=app.info.name)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 0 if done.code is None else 1
+    return 0
 
 
 if __name__ == "__main__":
