@@ -6,8 +6,16 @@ const hive = (() => {
   const palette = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777",
                    "#65a30d", "#ea580c", "#4f46e5", "#0d9488", "#be123c"];
 
+  // Requests made with no click or key press in the last few seconds come from the pages' timers:
+  // they say so, and the server does not count them as activity (an idle tab signs out).
+  let lastInteraction = Date.now();
+  for (const type of ["pointerdown", "keydown", "input", "change", "wheel"]) {
+    document.addEventListener(type, () => { lastInteraction = Date.now(); }, { capture: true, passive: true });
+  }
+
   async function request(method, url, body) {
     const options = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (Date.now() - lastInteraction > 3000) options.headers["X-Hiverl-Background"] = "1";
     if (method !== "GET") {
       options.headers["X-CSRF-Token"] = csrfToken;
       options.headers["Content-Type"] = "application/json";
