@@ -142,9 +142,9 @@ def test_spraying_names_from_one_address_is_throttled(make_app: Any) -> None:
 
     assert [attempt(f"user{i}", "wrong-guess") for i in range(5)] == [401] * 5
     assert attempt("user99", "wrong-guess") == 429
-    assert attempt(*ADMIN) == 429  # the whole address waits, right password or not
+    assert attempt(ADMIN[0], ADMIN[1]) == 429  # the whole address waits, right password or not
     # X-Forwarded-For is client-written text: without a trusted proxy it changes nothing
-    assert attempt(*VIEWER, forwarded="10.9.9.9") == 429
+    assert attempt(VIEWER[0], VIEWER[1], forwarded="10.9.9.9") == 429
 
 
 def test_forwarded_for_is_honoured_only_behind_a_trusted_proxy(make_app: Any) -> None:
@@ -159,8 +159,8 @@ def test_forwarded_for_is_honoured_only_behind_a_trusted_proxy(make_app: Any) ->
 
     # one client behind the proxy locks out only itself, not every user of the proxy
     assert [attempt("ada", "wrong-guess", "10.0.0.1") for _ in range(2)] == [401, 401]
-    assert attempt(*ADMIN, "10.0.0.1") == 429
-    assert attempt(*ADMIN, "10.0.0.2") == 303
+    assert attempt(ADMIN[0], ADMIN[1], "10.0.0.1") == 429
+    assert attempt(ADMIN[0], ADMIN[1], "10.0.0.2") == 303
     # the proxy appends the peer: a client-written entry on the left is not the address
     assert attempt("vic", "wrong-guess", "10.0.0.1, 10.0.0.3") == 401
     # one name guessed from many addresses: throttled across addresses
