@@ -5,11 +5,12 @@ topics and a unique index prefix that are deleted afterwards. Prints a table, th
 JSON object with ``producer_events_per_s``, ``overhead_pct``, ``latency_p50_s``, ``latency_p95_s``.
 
 1. throughput: ``N`` events through ``KafkaSink.publish`` until every one is acknowledged by Kafka;
-2. overhead, through :class:`ProcessSink` (what workers use; the Kafka work runs in its child process):
-   the worker process's CPU per event (build it, publish, hand it to the child) over the CPU of the
-   steps between two events, for a worker-like step (CartPole ``env.step`` + forward pass of a
-   4-64-64-2 MLP) at a real worker's rate (one ``episode`` event per episode with random actions,
-   ``train_stats`` every 100 steps); direct with/without comparisons are shown for information;
+2. overhead, through :class:`KafkaSink` (each role process's own producer; its background thread
+   serializes and sends under the process's GIL): the process's CPU per event (build it, publish,
+   serialize, send) over the CPU of the steps between two events, for a worker-like step (CartPole
+   ``env.step`` + forward pass of a 4-64-64-2 MLP) at a real worker's rate (one ``episode`` event
+   per episode with random actions, ``train_stats`` every 100 steps); direct with/without
+   comparisons are shown for information;
 3. latency: ``hiverl index``'s indexer runs in its own process; events published at a steady rate are
    watched for in Elasticsearch (no forced refresh), latency = first seen searchable − published.
 """
@@ -31,7 +32,6 @@ from hiverl.endpoints import Endpoints
 from hiverl.events import TRAINING_LOG_TOPIC, envelope
 from hiverl.telemetry.config import TelemetryConfig
 from hiverl.telemetry.kafka_sink import KafkaSink
-from hiverl.telemetry.process_sink import ProcessSink
 from hiverl.telemetry.schema import alias_name
 
 
@@ -94,7 +94,7 @@ def overhead(
     env = gym.make("CartPole-v1")
     env.action_space.seed(0)
 
-    def steps_block(sink: ProcessSink | None) -> tuple[float, float, int]:
+    def steps_block(sink: KafkaSink | None) -> tuple[float, float, int]:
         """(worker CPU s per step, wall s per step, events) for ``steps`` steps at the worker rate."""
         obs, _ = env.reset(seed=0)
         ret, length, episode, events = 0.0, 0, 0, 0
@@ -140,11 +140,11 @@ def overhead(
                     )
         wall = time.perf_counter() - start
         if sink is not None:
-            sink.flush(60)  # the feeder's work for this block's events belongs to this block
+            sink.flush(60)  # the producer thread's work for this block's events belongs to this block
         return (time.process_time() - cpu_start) / steps, wall / steps, events
 
-    def events_block(sink: ProcessSink, n: int = 5000) -> float:
-        """Worker CPU s per event: build, publish, hand to the child."""
+    def events_block(sink: KafkaSink, n: int = 5000) -> float:
+        """Process CPU s per event: build, publish, serialize and send (the producer thread included)."""
         cpu_start = time.process_time()
         for i in range(n):
             sink.publish(
@@ -162,7 +162,7 @@ def overhead(
         sink.flush(60)
         return (time.process_time() - cpu_start) / n
 
-    with ProcessSink(bootstrap, config, topics=[topic], spool_name="bench-overhead") as sink:
+    with KafkaSink(bootstrap, config, topics=[topic], spool_name="bench-overhead") as sink:
         sink.publish(topic, envelope("episode", session_id="bench", worker_index=0))
         sink.flush(60)
         steps_block(None)  # warm up

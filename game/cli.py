@@ -135,7 +135,7 @@ def train(
         resume=resume is not None,
         console=console,
         live=live,
-        sink_factory=_kafka_sink if telemetry else None,
+        telemetry=telemetry,
         recorder=_archive_recorder() if archive else None,
     )
     console.print(
@@ -237,14 +237,6 @@ def _where_to_look(
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
-def _kafka_sink(config: Any, session_id: str) -> Any:
-    """The trainer's Kafka sink: a producer in a child process, spooling to disk while Kafka is down."""
-    from hiverl.endpoints import Endpoints
-    from hiverl.telemetry.process_sink import ProcessSink
-
-    return ProcessSink(Endpoints().kafka_bootstrap_servers, spool_name=f"trainer-{session_id}")
-
-
 def _archive_recorder() -> Any:
     """The session archive on MongoDB (documents are spooled locally while it is unreachable)."""
     from hiverl.archive.recorder import ArchiveRecorder
@@ -290,7 +282,7 @@ def _run_alone(role: Role, index: int, config: Path | None, assignments: list[st
 
     from rich.console import Console
 
-    from game.roles import RoleContext, run_in_process
+    from game.roles import RoleContext, run_in_process, telemetry_producer
     from hiverl.config import ConfigError, load_config, parse_assignments
     from hiverl.endpoints import Endpoints
     from hiverl.events import FanoutSink, JsonlSink
@@ -308,12 +300,14 @@ def _run_alone(role: Role, index: int, config: Path | None, assignments: list[st
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    name = f"{role}-{index}" if role == "actor" else role
+    context = RoleContext(
+        role, index, resolved.session_id, resolved.to_json_dict(), Endpoints().redis_url, telemetry=True
+    )
+    name = context.slug
     sink = FanoutSink(
         JsonlSink(resolved.run_dir / resolved.session_id / f"events-{name}.jsonl"),
-        _kafka_sink(resolved, f"{resolved.session_id}-{name}"),
+        telemetry_producer(context),
     )
-    context = RoleContext(role, index, resolved.session_id, resolved.to_json_dict(), Endpoints().redis_url)
 
     def on_status(kind: str, payload: dict[str, Any]) -> None:
         console.print(f"{name} {kind}: {payload}")

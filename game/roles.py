@@ -1,8 +1,9 @@
 """What every role process of a hive shares: its context, its event pipe, its entry point.
 
 A hive is one learner, N actors and an evaluator. On one machine ``hiverl train`` spawns each as a
-process (:func:`run_role`) and relays their events; in containers each runs alone
-(``hiverl learner``, ``hiverl actor``, ``hiverl evaluator``).
+process (:func:`run_role`), which sends its events to Kafka through its own producer and to the
+trainer through its pipe; in containers each runs alone (``hiverl learner``, ``hiverl actor``,
+``hiverl evaluator``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from game.hive_memory import retrying
 from hiverl.config import SessionConfig, config_from_dict
-from hiverl.events import TRAINING_LOG_TOPIC, EventSink, envelope
+from hiverl.events import TRAINING_LOG_TOPIC, EventSink, FanoutSink, envelope
 
 Role = Literal["learner", "actor", "evaluator"]
 PLAYER_NICENESS = 5  # scheduling priority of actors and the evaluator below the learner
@@ -37,6 +38,7 @@ class RoleContext:
     session_id: str
     config: Mapping[str, Any]  # the hive's resolved SessionConfig as JSON types
     redis_url: str
+    telemetry: bool = False  # the role sends its events to Kafka itself (telemetry_producer)
 
     def settings(self) -> SessionConfig:
         return config_from_dict(self.config)
@@ -45,12 +47,34 @@ class RoleContext:
     def name(self) -> str:
         return f"actor {self.index}" if self.role == "actor" else self.role
 
+    @property
+    def slug(self) -> str:
+        """``learner``, ``actor-<index>``, ``evaluator``: for file and spool names."""
+        return f"actor-{self.index}" if self.role == "actor" else self.role
+
+
+def telemetry_producer(context: RoleContext) -> EventSink:
+    """The role process's one Kafka producer (:class:`hiverl.telemetry.KafkaSink`).
+
+    Its spool is named after the session and the role, so a restarted role delivers what its
+    predecessor spooled while Kafka was away. Close it before the process ends: that flushes it.
+    """
+    from hiverl.endpoints import Endpoints
+    from hiverl.telemetry.kafka_sink import KafkaSink
+
+    return KafkaSink(
+        Endpoints().kafka_bootstrap_servers,
+        spool_name=f"{context.session_id}-{context.slug}",
+        client_id=f"hiverl-{context.slug}",
+    )
+
 
 class PipeSink:
-    """EventSink that forwards events to the trainer process, which publishes them to the real sink.
+    """EventSink that forwards events to the trainer process, for its live table and the run folder.
 
     Each process has its own pipe (not a queue shared by all): a process killed mid-write can only
-    break its own channel, never block the others.
+    break its own channel, never block the others. Kafka gets the events from the role's own
+    producer (:func:`telemetry_producer`), not through the trainer.
     """
 
     def __init__(self, connection: Connection) -> None:
@@ -196,10 +220,15 @@ def run_role(context: RoleContext, connection: Connection, stop: EventType) -> N
         with contextlib.suppress(ValueError, OSError):  # pipe closed during shutdown
             connection.send((kind, context.role, context.index, payload))
 
+    producer = telemetry_producer(context) if context.telemetry else None
+    pipe = PipeSink(connection)
+    sink: EventSink = pipe if producer is None else FanoutSink(pipe, producer)
     try:
-        run_in_process(context, PipeSink(connection), on_status, lambda: stop.is_set() or terminate.is_set())
+        run_in_process(context, sink, on_status, lambda: stop.is_set() or terminate.is_set())
     except BaseException:
         on_status("error", {"text": traceback.format_exc()})
         raise
     finally:
+        if producer is not None:
+            producer.close()  # to Kafka, or to the role's spool, before the process ends
         connection.close()

@@ -1,11 +1,11 @@
 """A hive on one machine: one learner, N actors and an evaluator as processes, supervised and displayed.
 
 The trainer (the ``hiverl train`` process) spawns the learner first, then the actors and the
-evaluator; relays their telemetry to the event sink (JSON lines in the run folder, plus e.g. Kafka
-from a sink factory); records the session in an optional archive
-(:class:`hiverl.events.SessionRecorder`); restarts a process that crashed (the learner resumes from
-its checkpoint, an actor just reconnects); shows a live table; and stops cleanly on Ctrl-C: the
-learner checkpoints before it exits.
+evaluator (each sends its telemetry to Kafka through its own producer); writes the events they
+pipe to it to the run folder (JSON lines) for its live table and the archive; records the
+session in an optional archive (:class:`hiverl.events.SessionRecorder`); restarts a process that
+crashed (the learner resumes from its checkpoint, an actor just reconnects); shows a live table;
+and stops cleanly on Ctrl-C: the learner checkpoints before it exits.
 
 Run folder ``<run_dir>/<session>/``: ``session.json`` (id, seeds, resolved config, git commit,
 package versions, status) and ``events.jsonl``. Model store: ``<model_dir>/<session>/``.
@@ -89,7 +89,9 @@ class Trainer:
     Args:
         config: resolved settings (``session_id`` None -> a new one).
         redis_url: the memory's Redis (see :func:`ensure_redis`).
-        sink_factory: extra telemetry sink (e.g. Kafka), called once with (config, session_id).
+        telemetry: each role process sends its events to Kafka through its own producer.
+        sink_factory: an extra sink in this process for every role's events (tests), called once
+            with (config, session_id).
         recorder: session archive; ``start``/``heartbeat``/``finish`` are called from this process.
         resume: continue an existing session (its session.json must exist).
         live: show the live table (only on a terminal).
@@ -101,6 +103,7 @@ class Trainer:
         config: SessionConfig,
         *,
         redis_url: str,
+        telemetry: bool = False,
         sink_factory: SinkFactory | None = None,
         recorder: SessionRecorder | None = None,
         resume: bool = False,
@@ -119,6 +122,7 @@ class Trainer:
         if not resume and session_file.exists():
             raise ConfigError(f"session {self.session_id} already exists in {self.run_folder}; use --resume")
         self.resume = resume
+        self.telemetry = telemetry
         self.console = console or Console()
         self.live = live and self.console.is_terminal
         self.recorder = recorder
@@ -186,7 +190,9 @@ class Trainer:
 
     def _spawn(self, key: tuple[Role, int]) -> None:
         role, index = key
-        context = RoleContext(role, index, self.session_id, self.config.to_json_dict(), self.redis_url)
+        context = RoleContext(
+            role, index, self.session_id, self.config.to_json_dict(), self.redis_url, self.telemetry
+        )
         old = self._connections.pop(key, None)
         if old is not None:
             old.close()

@@ -1,11 +1,14 @@
-"""KafkaSink: the workers' and monitor's telemetry producer (an :class:`hiverl.events.EventSink`).
+"""KafkaSink: a process's one telemetry producer (an :class:`hiverl.events.EventSink`).
+
+Every process that sends telemetry owns one: each role of a hive (learner, actor, evaluator), the
+memory monitor, a benchmark.
 
 The caller's cost is one dict copy and a deque append: :meth:`KafkaSink.publish` never touches the
 network, never blocks and never raises on an outage. A background thread does the rest:
 
-1. take up to ``CHUNK`` events from the bounded in-memory queue and serialize them (compact JSON,
-   non-finite floats as null; key ``"{session_id}/{worker_index}"`` so a worker's events share a
-   partition and stay ordered);
+1. take up to ``CHUNK`` events from the bounded in-memory queue and serialize them
+   (:mod:`hiverl.telemetry.records`: compact JSON, non-finite floats as null; key
+   ``"{session_id}/{worker_index}"`` so a worker's events share a partition and stay ordered);
 2. while Kafka is reachable and the disk spool is empty, send them with a batching (``linger_ms``),
    compressing (zstd, else gzip), idempotent kafka-python producer and wait for every ack;
 3. records Kafka did not acknowledge, and every record produced while it is down, go to the bounded
@@ -20,9 +23,7 @@ from __future__ import annotations
 
 import atexit
 import collections
-import json
 import logging
-import math
 import os
 import socket
 import threading
@@ -35,6 +36,7 @@ from typing import Any, Self
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
 from hiverl.telemetry.admin import ensure_topics
 from hiverl.telemetry.config import TelemetryConfig
+from hiverl.telemetry.records import event_key, serialize_event
 from hiverl.telemetry.spool import Record, Spool, SpoolLockedError
 
 log = logging.getLogger(__name__)
@@ -58,54 +60,12 @@ class SinkStats:
     online: bool  # Kafka reachable at the last attempt
 
 
-def event_key(event: Mapping[str, Any]) -> bytes:
-    """Kafka key ``"{session_id}/{worker_index}"`` (``worker_id`` or ``"hive"`` when no index)."""
-    worker = event.get("worker_index")
-    if worker is None:
-        worker = event.get("worker_id", "hive")
-    return f"{event.get('session_id', '')}/{worker}".encode()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def serialize_event(event: Mapping[str, Any]) -> bytes:
-    """Compact JSON; NaN and ±inf (invalid JSON, rejected by Elasticsearch) become null."""
-    try:
-        return json.dumps(event, separators=(",", ":"), allow_nan=False, default=str).encode()
-    except ValueError:
-        clean = {k: _finite(v) for k, v in event.items()}
-        return json.dumps(clean, separators=(",", ":"), allow_nan=False, default=str).encode()
-
-
 def default_spool_name() -> str:
     """``host-pid``: unique per process; pass a stable name to resume a crashed process's spool."""
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class ClosingSink:
-    """Base of the Kafka sinks: closes at the end of a ``with`` block and at interpreter exit."""
-
-    def close(self, timeout_s: float = 30.0) -> None:
-        raise NotImplementedError
-
-    def _close_at_exit(self) -> None:
-        try:
-            self.close(timeout_s=5.0)
-        except Exception:  # at exit nothing is left to report to
-            log.debug("closing the telemetry sink at exit failed", exc_info=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class KafkaSink(ClosingSink):
+class KafkaSink:
     """Asynchronous, batched, compressed Kafka producer with a bounded disk spool for outages."""
 
     def __init__(
@@ -213,6 +173,18 @@ class KafkaSink(ClosingSink):
             self._producer.close(timeout=5)
             self._producer = None
         self._spool.close()
+
+    def _close_at_exit(self) -> None:
+        try:
+            self.close(timeout_s=5.0)
+        except Exception:  # at exit nothing is left to report to
+            log.debug("closing the telemetry sink at exit failed", exc_info=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def stats(self) -> SinkStats:
         """Counters for status lines and periodic stats events."""

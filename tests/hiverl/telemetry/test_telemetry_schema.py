@@ -9,7 +9,7 @@ import pytest
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC, envelope
 from hiverl.telemetry.config import TelemetryConfig
 from hiverl.telemetry.elastic import index_templates
-from hiverl.telemetry.kafka_sink import event_key, serialize_event
+from hiverl.telemetry.records import event_key, serialize_event
 from hiverl.telemetry.schema import (
     FIELDS,
     EventSchemaError,

@@ -118,32 +118,25 @@ def test_publish_after_close_is_an_error_and_close_is_idempotent(tmp_path: Path)
         sink.publish("t", {"event_type": "episode"})
 
 
-def test_process_sink_delivers_from_a_child_process(
-    kafka_bootstrap: str, make_topic: Callable[..., str], tmp_path: Path
+def test_a_role_process_owns_one_producer_spooling_under_its_role(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hiverl.telemetry.process_sink import ProcessSink
+    """What a hive's role process sends with: a KafkaSink in the process, its spool named after the
+    session and the role (a restarted role delivers what its predecessor spooled)."""
+    from game.roles import RoleContext, telemetry_producer
 
-    topic = make_topic(2)
-    with ProcessSink(kafka_bootstrap, fast_config(tmp_path), topics=[topic], spool_name="w") as sink:
-        for seq in range(200):
-            sink.publish(topic, envelope("episode", session_id="s1", worker_index=seq % 2, seq=seq))
-        sink.flush(30)
-        stats = sink.stats()
-        assert stats.delivered == 200 and stats.spooled == 0 and stats.dropped_total == 0
-    assert sorted(m["seq"] for m in consume_all(kafka_bootstrap, topic, 200)) == list(range(200))
-
-
-def test_process_sink_spools_in_the_child_while_kafka_is_unreachable(tmp_path: Path) -> None:
-    from hiverl.telemetry.process_sink import ProcessSink
-
-    nobody = f"127.0.0.1:{free_ports()[0]}"
-    with ProcessSink(nobody, fast_config(tmp_path), topics=["t"], spool_name="w") as sink:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_ports()[0]}")  # Kafka is away
+    monkeypatch.setenv("HIVERL_TELEMETRY_SPOOL_DIR", str(tmp_path))
+    context = RoleContext("actor", 1, "s1", {}, "redis://127.0.0.1:1", telemetry=True)
+    producer = telemetry_producer(context)
+    assert isinstance(producer, KafkaSink)
+    with producer:
         for seq in range(50):
-            sink.publish("t", envelope("episode", session_id="s1", worker_index=0, seq=seq))
-        sink.flush(10)
-        stats = sink.stats()
+            producer.publish("training_log", envelope("episode", session_id="s1", worker_index=1, seq=seq))
+        producer.flush(10)
+        stats = producer.stats()
     assert stats.spooled == 50 and stats.delivered == 0 and stats.dropped_total == 0
-    spool = Spool(tmp_path / "w", max_bytes=config_bytes(), segment_bytes=config_bytes() // 4)
+    spool = Spool(tmp_path / "s1-actor-1", max_bytes=config_bytes(), segment_bytes=config_bytes() // 4)
     assert spool.pending == 50
 
 
