@@ -10,7 +10,7 @@ Read top to bottom:
 4. the agent (the learner's): one learning step on a prioritized sample, target-network updates,
    and its checkpointable state.
 
-All hyperparameters come from :class:`hiverl.config.AgentSettings`.
+All hyperparameters come from :class:`hiverl.config_sections.AgentSettings`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hiverl.config import AgentSettings
+from hiverl.config_sections import AgentSettings
 
 
 def select_device(name: str) -> torch.device:

@@ -16,7 +16,7 @@ from game.dqn import (
     select_device,
     weighted_huber_loss,
 )
-from hiverl.config import AgentSettings
+from hiverl.config_sections import AgentSettings
 
 GAMMA = 0.9
 
