@@ -197,6 +197,20 @@ class HiveProgress:
         return table
 
 
+class Periodic:
+    """When each periodic chore (a progress line, a heartbeat) last ran, and whether it is due."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self._last: dict[str, float] = {}
+
+    def due(self, chore: str, now: float, every_s: float) -> bool:
+        if now - self._last.get(chore, self.started) < every_s:
+            return False
+        self._last[chore] = now
+        return True
+
+
 def _row(view: RoleView) -> tuple[str, ...]:
     if view.role == "evaluator":
         returns = f"{_fmt(view.eval_return, '.1f')} ({_fmt(view.best_eval_return, '.1f')})"

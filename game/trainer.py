@@ -31,7 +31,7 @@ from rich.live import Live
 from rich.table import Table
 
 from game.checkpoints import atomic_write_bytes
-from game.hive_progress import HiveProgress, RoleView
+from game.hive_progress import HiveProgress, Periodic, RoleView
 from game.roles import Role, RoleContext, run_role
 from hiverl.archive.facts import git_commit, package_versions
 from hiverl.config import ConfigError, SessionConfig, config_from_dict
@@ -292,7 +292,7 @@ class Trainer:
         self._spawn(("learner", 0))
         # Actors and evaluator start once the learner has published its weights.
         waiting = [key for key, view in self.views.items() if key[0] != "learner" and not view.in_learner]
-        ticks = _Ticks(started)
+        ticks = Periodic(started)
         live = (
             Live(self.table(), console=self.console, refresh_per_second=2, transient=False)
             if self.live
@@ -328,7 +328,7 @@ class Trainer:
             self.hive.solved_s,
         )
 
-    def _tick(self, live: Live | None, ticks: _Ticks) -> None:
+    def _tick(self, live: Live | None, ticks: Periodic) -> None:
         """Display, heartbeat, and the kill once a stop outlived its grace period."""
         now = time.monotonic()
         if live is not None:
@@ -386,17 +386,3 @@ class Trainer:
     def stop(self) -> None:
         """Ask every process to finish; the learner checkpoints (what Ctrl-C does)."""
         self._stop.set()
-
-
-class _Ticks:
-    """When each periodic chore (progress line, heartbeat) last ran."""
-
-    def __init__(self, started: float) -> None:
-        self.started = started
-        self._last: dict[str, float] = {}
-
-    def due(self, chore: str, now: float, every_s: float) -> bool:
-        if now - self._last.get(chore, self.started) < every_s:
-            return False
-        self._last[chore] = now
-        return True
