@@ -99,7 +99,8 @@ build_local() {
   local inputs parent
   parent="$(sed -n 's/^ARG [A-Z_]*IMAGE=//p' "docker/local/$name/Dockerfile" | head -n 1)"
   inputs="$( (cd "docker/local/$name" && find . -type f -print0 | sort -z | xargs -0 sha256sum
-    printf '%s\n' "$source" "$(docker image inspect -f '{{ .Id }}' "$parent")") | sha256sum | cut -c1-16)"
+    [ -z "$source" ] || ls -lR --time-style=+%s "$source"
+    docker image inspect -f '{{ .Id }}' "$parent") | sha256sum | cut -c1-16)"
   if [ "$(docker image inspect -f '{{ index .Config.Labels "hiverl.inputs" }}' "$tag" 2>/dev/null)" = "$inputs" ]; then
     return
   fi
@@ -135,7 +136,10 @@ local_images() {
 from hiverl.services import distributions as d
 print(d.kafka_dist(), d.elasticsearch_dist(), d.ferretdb_binary())')
   base_image
-  build_local python hiverl-local/python:3.11
+  # The machine's own certificate authorities (an egress proxy's), trusted inside the builds too.
+  local certs=/usr/local/share/ca-certificates
+  [ -d "$certs" ] || certs="$(mktemp -d)"
+  build_local python hiverl-local/python:3.11 "$certs" certs
   build_local jdk hiverl-local/jdk:25 "$(find_jdk)" jdk
   build_local redis hiverl-local/redis:7
   build_local kafka hiverl-local/kafka:4.1.1 "$kafka/libs" libs
