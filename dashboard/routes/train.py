@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,6 +17,9 @@ from dashboard.stopping import STOP_REASON, StopOutcome
 from dashboard.training import LaunchRefused, new_session_id
 
 router = APIRouter()
+
+#: What ``hiverl train --session`` accepts (``SessionConfig.session_id``).
+SESSION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 @router.get("/train", include_in_schema=False)
@@ -116,6 +120,8 @@ def _key_prefixes(dash: Dashboard, session_id: str, document: dict[str, Any] | N
 def train_stop(session_id: str, viewer: AdminDep, dash: DashDep) -> JSONResponse:
     """Stop a running session wherever it was started: raise its board's stop flag in Redis (every
     role finishes, the learner checkpoints) and, for a session started here, send SIGINT too."""
+    if not SESSION_ID.match(session_id) or set(session_id) == {"."}:
+        return field_errors(("session_id", f"session_id={session_id[:80]!r} is not a session id"))
     down: dict[str, str] = {}
     ours = dash.launcher.get(session_id) is not None
     document = None

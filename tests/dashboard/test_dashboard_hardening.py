@@ -108,7 +108,18 @@ def _login_token(client: TestClient) -> str:
     return page.text.split('name="csrf_token" value="')[1].split('"')[0]
 
 
-def test_parallel_wrong_passwords_get_at_most_the_limit_of_401s(make_app: Any) -> None:
+def test_parallel_wrong_passwords_get_at_most_the_limit_of_401s(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dashboard.users import UserStore
+
+    authenticate = UserStore.authenticate
+
+    def slow(self: UserStore, name: str, password: str) -> Any:
+        time.sleep(0.3)  # the production hash's cost: every guess is in flight at once
+        return authenticate(self, name, password)
+
+    monkeypatch.setattr(UserStore, "authenticate", slow)
     client = make_app(limiter=LoginRateLimiter(free_failures=3, base_lockout_s=60))
     app = client.app
     barrier = threading.Barrier(10)
@@ -297,6 +308,8 @@ def test_unknown_session_is_404_and_viewers_cannot_stop(make_app: Any, redis_url
     csrf = sign_in(client, ADMIN)
     missing = client.post("/api/train/nobody-runs-this/stop", headers={"X-CSRF-Token": csrf})
     assert missing.status_code == 404 and "not running" in missing.json()["detail"]
+    for bad in ("...", "a%20b", "x" * 65):
+        assert_refused(client.post(f"/api/train/{bad}/stop", headers={"X-CSRF-Token": csrf}), "session_id")
     viewer = make_app(redis_url=redis_url)
     viewer_csrf = sign_in(viewer, VIEWER)
     assert viewer.post("/api/train/x/stop", headers={"X-CSRF-Token": viewer_csrf}).status_code == 403
