@@ -283,9 +283,11 @@ def _run_alone(role: Role, index: int, config: Path | None, assignments: list[st
     from rich.console import Console
 
     from game.roles import RoleContext, run_in_process, telemetry_producer
+    from game.run_archive import RunArchive
     from hiverl.config import ConfigError, load_config, parse_assignments
     from hiverl.endpoints import Endpoints
     from hiverl.events import FanoutSink, JsonlSink
+    from hiverl.status import SessionStatus
 
     console = Console()
     try:
@@ -309,13 +311,23 @@ def _run_alone(role: Role, index: int, config: Path | None, assignments: list[st
         telemetry_producer(context),
     )
 
+    # The learner owns the session: session.json and the archive record (see game/run_archive.py).
+    run_archive = RunArchive(resolved) if role == "learner" else None
+    ended: list[SessionStatus] = []
+
     def on_status(kind: str, payload: dict[str, Any]) -> None:
         console.print(f"{name} {kind}: {payload}")
+        if kind == "done" and "status" in payload:
+            ended.append(SessionStatus.parse(str(payload["status"])))
 
+    if run_archive is not None:
+        run_archive.start()
     try:
         run_in_process(context, sink, on_status, stop.is_set)
     finally:
-        sink.close()
+        sink.close()  # every event is in the role's file before the archive is rebuilt from them
+        if run_archive is not None:
+            run_archive.finish(ended[-1] if ended else SessionStatus.CRASHED)
 
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML or YAML settings file.")]

@@ -61,10 +61,12 @@ def _time(value: Any) -> dt.datetime | None:
     return None
 
 
-def _read_events(path: Path) -> list[dict[str, Any]]:
-    """The run's events in time order; unreadable lines are skipped (a crash may cut the last one)."""
+def _read_events(folder: Path) -> list[dict[str, Any]]:
+    """The run's events in time order: ``events.jsonl`` (``hiverl train``) and each role's
+    ``events-<role>.jsonl`` (one role per process, as in compose); unreadable lines are skipped (a
+    crash may cut the last one)."""
     events = []
-    if path.exists():
+    for path in sorted(folder.glob("events*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 event = json.loads(line)
@@ -236,7 +238,7 @@ def document_from_run(folder: str | Path, *, tags: Iterable[str] = (), name: str
     config: dict[str, Any] = dict(session.get("config") or {})
     env_id = str(session.get("env_id") or config.get("env_id") or "")
     threshold = solve_threshold(env_id)
-    events = _read_events(folder / "events.jsonl")
+    events = _read_events(folder)
 
     # Step 1: replay the events in time order, tracking the hive's env steps and rolling mean.
     first_time = float(events[0]["event_time"]) if events else 0.0

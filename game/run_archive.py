@@ -1,0 +1,87 @@
+"""The archive of a hive that runs one role per process (``hiverl learner``, compose's ``learner``).
+
+``hiverl train`` archives through its trainer. When each role runs alone (compose, one container
+per role), the learner is the session's owner: at start it writes the run folder's
+``session.json`` (as the trainer does) and records the start in the archive; when it ends it
+records the end, rebuilt from every role's ``events-<role>.jsonl`` in the shared run folder. A
+resumed learner (a restart, ``docker compose down`` then ``up``) keeps the first start time and
+continues the archived session, which is written again at its next end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from game.checkpoints import atomic_write_bytes
+from hiverl.archive.facts import git_commit, package_versions
+from hiverl.config import SessionConfig
+from hiverl.status import SessionStatus
+
+log = logging.getLogger(__name__)
+
+
+class RunArchive:
+    """``session.json`` and the archive record of a hive whose learner runs in this process.
+
+    Args:
+        config: the resolved session settings (``session_id`` set).
+        archive: record in the MongoDB archive too (spooled while it is unreachable); without it
+            only ``session.json`` is written.
+    """
+
+    def __init__(self, config: SessionConfig, *, archive: bool = True) -> None:
+        assert config.session_id is not None
+        self.config = config
+        self.session_id = config.session_id
+        self.folder = Path(config.run_dir) / config.session_id
+        self.path = self.folder / "session.json"
+        self.recorder: Any = None
+        if archive:
+            from hiverl.archive.recorder import ArchiveRecorder
+            from hiverl.archive.store import SessionArchive
+
+            self.recorder = ArchiveRecorder(SessionArchive())
+        previous = self._read()
+        self.started_at = str(previous.get("started_at") or datetime.now(UTC).isoformat())
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+
+    def _write(self, status: SessionStatus) -> dict[str, Any]:
+        document = {
+            "session_id": self.session_id,
+            "status": status,
+            "env_id": self.config.env_id,
+            "actors": self.config.actors,
+            "started_at": self.started_at,
+            "updated_at": datetime.now(UTC).isoformat(),
+            "seeds": self.config.role_seeds(),
+            "config": self.config.to_json_dict(),
+            "git_commit": git_commit(),
+            "versions": {"python": platform.python_version(), **package_versions()},
+            "run_folder": str(self.folder),
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, json.dumps(document, indent=2, default=str).encode())
+        return document
+
+    def start(self) -> None:
+        """``session.json`` says running; the archive records the (re)start."""
+        document = self._write(SessionStatus.RUNNING)
+        if self.recorder is not None:
+            self.recorder.start(document)
+
+    def finish(self, status: SessionStatus) -> None:
+        """``session.json`` says ``status``; the archive records the end, rebuilt from the events."""
+        self._write(status)
+        if self.recorder is not None:
+            self.recorder.finish(self.session_id, status, {})
