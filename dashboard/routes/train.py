@@ -142,10 +142,12 @@ def train_stop(session_id: str, viewer: AdminDep, dash: DashDep) -> JSONResponse
         return JSONResponse({**described, "board": bool(outcome and outcome.requested), "down": down}, 202)
     if outcome is not None and outcome.found:
         return _stop_answer(session_id, outcome, down)
-    if outcome is None and document is not None and document.get("status") == "running":
-        return JSONResponse(
-            {"detail": f"session_id={session_id!r} is running but Redis does not answer", "down": down}, 503
-        )
+    if document is not None and document.get("status") == "running":
+        if outcome is None:
+            detail = f"session_id={session_id!r} is running but Redis does not answer"
+            return JSONResponse({"detail": detail, "down": down}, 503)
+        detail = f"session_id={session_id!r} is starting (its hive has no board yet): try again in a moment"
+        return JSONResponse({"detail": detail, "down": down}, 409)
     return JSONResponse(
         {
             "detail": f"session_id={session_id!r} is not running: it was not started from this dashboard"

@@ -32,6 +32,24 @@ document.addEventListener("DOMContentLoaded", () => {
     }));
   }
 
+  // Admins stop the picked running session, wherever it was started (its hive's stop flag).
+  const stopButton = document.getElementById("live-stop");
+  let runningIds = new Set();
+  function showStop() {
+    if (stopButton) stopButton.hidden = !runningIds.has(picker.value);
+  }
+  if (stopButton) {
+    picker.addEventListener("change", showStop);
+    stopButton.addEventListener("click", async () => {
+      const sessionId = picker.value;
+      if (!sessionId || !window.confirm(`Stop ${sessionId}? The learner saves its checkpoint first.`)) return;
+      stopButton.disabled = true;
+      const r = await hive.post(`/api/train/${encodeURIComponent(sessionId)}/stop`, {});
+      stopButton.disabled = false;
+      info.textContent = r.ok ? `stop requested for ${sessionId}` : (r.data.detail || "stop refused");
+    });
+  }
+
   async function loadSessions() {
     const { ok, data } = await hive.get("/api/live/sessions");
     if (!ok) return;
@@ -55,6 +73,8 @@ document.addEventListener("DOMContentLoaded", () => {
       o.value = value; o.textContent = text; return o;
     }));
     picker.value = current;
+    runningIds = new Set(running.map((s) => s.session_id));
+    showStop();
     document.getElementById("running-list").textContent = running.length
       ? `Running now: ${running.map((s) => s.session_id).join(", ")}` : "No session is running.";
   }

@@ -303,6 +303,15 @@ def test_board_key_is_the_hives() -> None:
     assert board_key("s-1", "p:") == hive_board_key("s-1", "p:")
 
 
+def test_live_page_offers_stop_to_admins_only(make_app: Any) -> None:
+    admin = make_app()
+    sign_in(admin, ADMIN)
+    assert 'id="live-stop"' in admin.get("/live").text
+    viewer = make_app()
+    sign_in(viewer, VIEWER)
+    assert 'id="live-stop"' not in viewer.get("/live").text
+
+
 def test_unknown_session_is_404_and_viewers_cannot_stop(make_app: Any, redis_url: str) -> None:
     client = make_app(redis_url=redis_url)
     csrf = sign_in(client, ADMIN)
