@@ -57,15 +57,18 @@ class RunArchive:
         return loaded if isinstance(loaded, dict) else {}
 
     def _write(self, status: SessionStatus) -> dict[str, Any]:
+        # The hive's actors: one events file each in the shared run folder (their number is the
+        # compose replicas', which this process's settings do not know).
+        actors = max(self.config.actors, len(list(self.folder.glob("events-actor-*.jsonl"))))
         document = {
             "session_id": self.session_id,
             "status": status,
             "env_id": self.config.env_id,
-            "actors": self.config.actors,
+            "actors": actors,
             "started_at": self.started_at,
             "updated_at": datetime.now(UTC).isoformat(),
             "seeds": self.config.role_seeds(),
-            "config": self.config.to_json_dict(),
+            "config": {**self.config.to_json_dict(), "actors": actors},
             "git_commit": git_commit(),
             "versions": {"python": platform.python_version(), **package_versions()},
             "run_folder": str(self.folder),
