@@ -86,12 +86,15 @@ class SessionRecorder(Protocol):
 
 
 class JsonlSink:
-    """Appends every event as one JSON line to ``path`` (thread-safe; flushed on ``flush``)."""
+    """Appends every event as one JSON line to ``path`` (thread-safe).
+
+    Line-buffered: each event is in the file once ``publish`` returns, so readers of a live run
+    folder see it at once and a process killed with SIGKILL loses none it had published."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = self.path.open("a", encoding="utf-8", buffering=1)
         self._lock = threading.Lock()
 
     def publish(self, topic: str, event: Mapping[str, Any]) -> None:
