@@ -309,7 +309,10 @@ def test_names_agree_with_the_code(services: dict[str, dict[str, Any]]) -> None:
         assert env["HIVERL_TELEMETRY_INDEX_PREFIX"] == DEFAULT_INDEX_PREFIX
     # the monitor watches the memory the actors write to (game.hive_memory.memory_config names it)
     session = environment(services["game"])["CONFIG_SESSION_ID"]
-    assert f"hive-{session}" in services["monitor"]["command"]
+    command = services["monitor"]["command"]
+    assert f"hive-{session}" in command
+    # ... and labels its events with the hive's session id
+    assert command[command.index("--session-id") + 1] == session
     assert 'name=f"hive-{config.session_id}"' in (REPO / "game" / "hive_memory.py").read_text()
     # Elasticsearch's application role covers the telemetry indices
     setup = (REPO / "docker" / "elasticsearch" / "setup.sh").read_text()
