@@ -159,7 +159,8 @@ def test_short_hive_improves_clearly_and_holds_the_ratio(
     assert len(extra_sink.read_text().splitlines()) == len(events)
     session = json.loads((result.run_folder / "session.json").read_text())
     assert session["status"] == result.status and session["config"]["actors"] == 2
-    assert session["seeds"] == {"learner": 1, "actors": [1001, 2001]} and "torch" in session["versions"]
+    assert session["seeds"] == {"learner": 1, "actors": [1001, 2001], "evaluator": 777_778}
+    assert "torch" in session["versions"]
     assert ModelStore(config.model_dir, result.session_id).load() is not None
 
 
