@@ -76,7 +76,8 @@ def overhead(
     bootstrap: str, topic: str, config: TelemetryConfig, steps: int, rounds: int
 ) -> dict[str, float]:
     """Telemetry's share of a worker's step: CPU the worker process spends per event (building it,
-    publish(), the feeder handing it to the child) over the CPU of the steps between two events.
+    publish(), and its producer thread serializing and sending it) over the CPU of the steps between two
+    events.
 
     Measured as parts because the parts are stable on a busy machine while a direct with/without
     comparison of whole steps is not (it is reported too, for information)."""
@@ -314,7 +315,7 @@ def main() -> None:
         ("publish() cost in the caller", f"{thr['publish_us']:.2f} µs/event", ""),
         ("worker step (CartPole + MLP), worker CPU", f"{ovh['step_cpu_us']:.1f} µs", ""),
         ("steps per event (worker rate, ε = 1)", f"{ovh['steps_per_event']:.1f}", ""),
-        ("worker CPU per event (build+publish+feed)", f"{ovh['event_cpu_us']:.1f} µs", ""),
+        ("worker CPU per event (build+publish+send)", f"{ovh['event_cpu_us']:.1f} µs", ""),
         ("telemetry overhead", f"{ovh['overhead_pct']:.2f} %", "≤ 2 %"),
         ("  direct A/B, worker CPU (noisy)", f"{ovh['direct_cpu_overhead_pct']:.1f} %", "(information)"),
         ("  direct A/B, wall clock (noisy)", f"{ovh['direct_wall_overhead_pct']:.1f} %", "(information)"),
