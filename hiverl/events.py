@@ -76,7 +76,11 @@ class EventSink(Protocol):
 
 
 class SessionRecorder(Protocol):
-    """Lifecycle of a session document in the archive (start, heartbeats, end)."""
+    """Lifecycle of a session document in the archive (start, heartbeats, end).
+
+    ``finish`` gets a final :class:`hiverl.status.SessionStatus` (a ``str``); the caller flushes
+    the session's events before it (the archive may read them back from the run folder).
+    """
 
     def start(self, document: Mapping[str, Any]) -> None: ...
 
