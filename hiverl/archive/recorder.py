@@ -36,7 +36,7 @@ from hiverl.status import SessionStatus
 log = logging.getLogger(__name__)
 
 #: Fields of the rebuilt run document that replace the archive's at finish.
-_FROM_RUN = ("totals", "results", "learning_curve", "worker_results", "checkpoints")
+_FROM_RUN = ("num_workers", "totals", "results", "learning_curve", "worker_results", "checkpoints")
 
 
 def progress_update(progress: Mapping[str, Any], best_so_far: float | None = None) -> dict[str, Any]:
