@@ -15,17 +15,10 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-
-
-def new_session_id(env_id: str) -> str:
-    """A readable unique id: ``<env>-<UTC time>-<6 hex>``."""
-    env = "".join(c if c.isalnum() else "-" for c in env_id).strip("-").lower() or "session"
-    return f"{env}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
 class LaunchRefused(RuntimeError):

@@ -14,7 +14,8 @@ from dashboard.deps import AdminDep, Dashboard, DashDep, ViewerDep, field_errors
 from dashboard.outage import ServiceDown
 from dashboard.settings import DashboardSettings
 from dashboard.stopping import STOP_REASON, StopOutcome
-from dashboard.training import LaunchRefused, new_session_id
+from dashboard.training import LaunchRefused
+from hiverl.session import new_session_id
 
 router = APIRouter()
 
