@@ -29,4 +29,4 @@ echo "== pytest"
 # installs and starts the engine and Compose when missing (scripts/stack.sh). Exit code 5 (no
 # test selected: arguments that name other tests) is not a failure.
 echo "== pytest: the compose stack"
-.venv/bin/pytest -p no:xdist -m stack "$@" || [ "$?" = 5 ]
+.venv/bin/pytest -n 0 -m stack "$@" || [ "$?" = 5 ]
