@@ -125,6 +125,23 @@ def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, every_s
         time.sleep(every_s)
 
 
+def _image_ids() -> set[str]:
+    """Ids of the project's images as the stack test tags them (tests/stack/stack.env)."""
+    tag = next(
+        line.split("=", 1)[1].strip()
+        for line in (REPO / "tests" / "stack" / "stack.env").read_text().splitlines()
+        if line.startswith("HIVERL_IMAGE_TAG=")
+    )
+    ids = set()
+    for name in ("hiverl-game", "hiverl-monitor", "hiverl-dashboard"):
+        done = subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Id}}", f"{name}:{tag}"], capture_output=True, text=True
+        )
+        if done.returncode == 0:
+            ids.add(done.stdout.strip())
+    return ids
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     # The engine, Compose and the server images: installed and built when missing, else reused.
@@ -139,11 +156,14 @@ def stack() -> Iterator[Stack]:
     if setup.returncode != 0:
         pytest.fail(f"the stack cannot run on this machine:\n{setup.stderr[-4000:]}")
     stack = Stack(f"hiverl-stack-{uuid.uuid4().hex[:8]}")
+    before = _image_ids()
     stack.compose("build", timeout=2400)
+    # The images this build replaced (gigabytes each for the game's) would pile up, untagged.
+    replaced = before - _image_ids()
+    if replaced:
+        subprocess.run(["docker", "rmi", *sorted(replaced)], capture_output=True, check=False)
     try:
         yield stack
-    except BaseException:
-        raise
     finally:
         print(stack.logs()[-20000:])
         stack.compose("down", "-v", "--remove-orphans", "--timeout", "30", check=False, timeout=600)
