@@ -32,6 +32,7 @@ from hiverl.endpoints import Endpoints
 from hiverl.events import TRAINING_LOG_TOPIC, envelope
 from hiverl.telemetry.config import TelemetryConfig
 from hiverl.telemetry.kafka_sink import KafkaSink
+from hiverl.telemetry.records import serialize_event
 from hiverl.telemetry.schema import alias_name
 
 
@@ -69,6 +70,40 @@ def producer_throughput(bootstrap: str, topic: str, config: TelemetryConfig, eve
         "publish_us": publish_s / events * 1e6,
         "events_per_s": delivered / total_s,
     }
+
+
+def client_floor(bootstrap: str, topic: str, config: TelemetryConfig, records: int = 20_000) -> float:
+    """kafka-python's own cost: process CPU (µs) per record of a bare ``KafkaProducer.send`` with the
+    sink's producer settings, flushed every 150 records as the sink's chunks are (``topic`` must
+    exist). The part of the overhead no code of ours can remove while the producer runs in the
+    role's process."""
+    from kafka import KafkaProducer
+
+    value = serialize_event(
+        envelope("episode", session_id="bench", worker_index=0, worker_id="bench-0", env_id="CartPole-v1",
+                 episode=0, episode_return=21.0, episode_length=21, env_steps=0, updates=0, epsilon=0.1)
+    )  # fmt: skip
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        compression_type=config.kafka_compression(),
+        linger_ms=min(config.linger_ms, 5),
+        batch_size=config.batch_size_bytes,
+    )
+    try:
+        for _ in range(500):  # warm up: metadata, connection
+            producer.send(topic, value=value, key=b"bench/0", partition=0)
+        producer.flush()
+        cpu = time.process_time()
+        for i in range(records):
+            producer.send(topic, value=value, key=b"bench/0", partition=0)
+            if i % 150 == 149:
+                producer.flush()
+        producer.flush()
+        return (time.process_time() - cpu) / records * 1e6
+    finally:
+        producer.close()
 
 
 # -- 2. overhead on a worker's step ---------------------------------------------------------------------
@@ -306,6 +341,7 @@ def main() -> None:
         try:
             thr = producer_throughput(bootstrap, topics[0], config, args.events)
             ovh = overhead(bootstrap, topics[1], config, args.steps, args.rounds)
+            floor_us = client_floor(bootstrap, topics[1], config)
             lat = latency(bootstrap, es_url, prefix, topics[2], config, args.rate, args.duration)
         finally:
             _cleanup(bootstrap, es_url, topics, prefix)
@@ -317,6 +353,12 @@ def main() -> None:
         ("steps per event (worker rate, ε = 1)", f"{ovh['steps_per_event']:.1f}", ""),
         ("worker CPU per event (build+publish+send)", f"{ovh['event_cpu_us']:.1f} µs", ""),
         ("telemetry overhead", f"{ovh['overhead_pct']:.2f} %", "≤ 2 %"),
+        ("  kafka-python alone, CPU per record", f"{floor_us:.1f} µs", "(information)"),
+        (
+            "  kafka-python alone, share of the step",
+            f"{floor_us / (ovh['steps_per_event'] * ovh['step_cpu_us']) * 100:.2f} %",
+            "(information)",
+        ),
         ("  direct A/B, worker CPU (noisy)", f"{ovh['direct_cpu_overhead_pct']:.1f} %", "(information)"),
         ("  direct A/B, wall clock (noisy)", f"{ovh['direct_wall_overhead_pct']:.1f} %", "(information)"),
         ("  worst case: one event per step", f"{ovh['worst_case_overhead_pct']:.1f} %", "(information)"),
@@ -332,6 +374,7 @@ def main() -> None:
             {
                 "producer_events_per_s": round(thr["events_per_s"], 1),
                 "overhead_pct": round(ovh["overhead_pct"], 3),
+                "kafka_python_us_per_record": round(floor_us, 2),
                 "direct_wall_overhead_pct": round(ovh["direct_wall_overhead_pct"], 2),
                 "worst_case_overhead_pct": round(ovh["worst_case_overhead_pct"], 2),
                 "latency_p50_s": round(lat["p50_s"], 3),
