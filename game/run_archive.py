@@ -25,6 +25,41 @@ from hiverl.status import SessionStatus
 log = logging.getLogger(__name__)
 
 
+def session_document(
+    config: SessionConfig,
+    status: SessionStatus,
+    *,
+    started_at: str,
+    run_folder: Path,
+    actors: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The run folder's ``session.json``: id, status, seeds, resolved config, git commit, versions.
+
+    ``actors``: the hive's actors when the settings do not know them (a compose hive's replicas)."""
+    hive = config.actors if actors is None else actors
+    return {
+        "session_id": config.session_id,
+        "status": status,
+        "env_id": config.env_id,
+        "actors": hive,
+        "started_at": started_at,
+        "updated_at": datetime.now(UTC).isoformat(),
+        "seeds": config.role_seeds(),
+        "config": {**config.to_json_dict(), "actors": hive},
+        "git_commit": git_commit(),
+        "versions": {"python": platform.python_version(), **package_versions()},
+        "run_folder": str(run_folder),
+        **extra,
+    }
+
+
+def write_session_file(run_folder: Path, document: dict[str, Any]) -> None:
+    """``<run_folder>/session.json``, replaced atomically (a reader never sees half of it)."""
+    run_folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(run_folder / "session.json", json.dumps(document, indent=2, default=str).encode())
+
+
 class RunArchive:
     """``session.json`` and the archive record of a hive whose learner runs in this process.
 
@@ -60,21 +95,10 @@ class RunArchive:
         # The hive's actors: one events file each in the shared run folder (their number is the
         # compose replicas', which this process's settings do not know).
         actors = max(self.config.actors, len(list(self.folder.glob("events-actor-*.jsonl"))))
-        document = {
-            "session_id": self.session_id,
-            "status": status,
-            "env_id": self.config.env_id,
-            "actors": actors,
-            "started_at": self.started_at,
-            "updated_at": datetime.now(UTC).isoformat(),
-            "seeds": self.config.role_seeds(),
-            "config": {**self.config.to_json_dict(), "actors": actors},
-            "git_commit": git_commit(),
-            "versions": {"python": platform.python_version(), **package_versions()},
-            "run_folder": str(self.folder),
-        }
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.path, json.dumps(document, indent=2, default=str).encode())
+        document = session_document(
+            self.config, status, started_at=self.started_at, run_folder=self.folder, actors=actors
+        )
+        write_session_file(self.folder, document)
         return document
 
     def start(self) -> None:

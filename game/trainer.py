@@ -17,7 +17,6 @@ import json
 import multiprocessing as mp
 import os
 import pickle
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,10 +29,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from game.checkpoints import atomic_write_bytes
 from game.hive_progress import HiveProgress, Periodic, RoleView
 from game.roles import Role, RoleContext, run_role
-from hiverl.archive.facts import git_commit, package_versions
+from game.run_archive import session_document, write_session_file
 from hiverl.config import ConfigError, SessionConfig, config_from_dict
 from hiverl.endpoints import Endpoints, redact
 from hiverl.events import EventSink, FanoutSink, JsonlSink, SessionRecorder
@@ -165,26 +163,18 @@ class Trainer:
     # -- session document -------------------------------------------------------------------------
 
     def session_document(self, status: SessionStatus, **extra: Any) -> dict[str, Any]:
-        return {
-            "session_id": self.session_id,
-            "status": status,
-            "env_id": self.config.env_id,
-            "actors": self.config.actors,
-            "started_at": self._started_at.isoformat(),
-            "updated_at": datetime.now(UTC).isoformat(),
-            "seeds": self.config.role_seeds(),
-            "config": self.config.to_json_dict(),
-            "git_commit": git_commit(),
-            "versions": {"python": platform.python_version(), **package_versions()},
-            "redis_url": redact(self.redis_url),
-            "run_folder": str(self.run_folder),
-            "model_folder": str(self.model_folder),
+        return session_document(
+            self.config,
+            status,
+            started_at=self._started_at.isoformat(),
+            run_folder=self.run_folder,
+            redis_url=redact(self.redis_url),
+            model_folder=str(self.model_folder),
             **extra,
-        }
+        )
 
     def _write_session(self, document: dict[str, Any]) -> None:
-        path = self.run_folder / "session.json"
-        atomic_write_bytes(path, json.dumps(document, indent=2, default=str).encode())
+        write_session_file(self.run_folder, document)
 
     # -- processes --------------------------------------------------------------------------------
 

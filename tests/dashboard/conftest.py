@@ -40,7 +40,8 @@ def dashboard_home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_client(dashboard_home: Path, tmp_path: Path) -> Iterator[Any]:
-    """``make_client(es_url, es_prefix, mongo_uri, mongo_db, **create_app_kwargs) -> TestClient``."""
+    """``make_client(es_url, es_prefix, mongo_uri, mongo_db, **create_app_kwargs) -> TestClient``;
+    ``redis_url`` and ``settings`` (overrides of the dashboard's settings) are optional."""
     clients: list[TestClient] = []
 
     def make(
@@ -49,13 +50,16 @@ def make_client(dashboard_home: Path, tmp_path: Path) -> Iterator[Any]:
         mongo_uri: str,
         mongo_db: str,
         outage_backoff_s: float = 5.0,
+        redis_url: str = "redis://127.0.0.1:9/0",
+        settings: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> TestClient:
         kwargs.setdefault("launcher", fake_launcher(tmp_path))
         kwargs.setdefault("limiter", LoginRateLimiter())
+        base = make_settings(dashboard_home, es_prefix, mongo_db, outage_backoff_s)
         app = create_app(
-            make_settings(dashboard_home, es_prefix, mongo_db, outage_backoff_s),
-            make_endpoints(es_url, mongo_uri),
+            base.model_copy(update=settings or {}),
+            make_endpoints(es_url, mongo_uri, redis_url=redis_url),
             **kwargs,
         )
         client = TestClient(app, base_url="http://127.0.0.1", follow_redirects=False)

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,11 @@ import pytest
 from dashboard_helpers import (
     ADMIN,
     VIEWER,
-    fake_launcher,
-    make_endpoints,
-    make_settings,
     sign_in,
     wait_for,
 )
 from fastapi.testclient import TestClient
 
-from dashboard.app import create_app
 from dashboard.security import LoginRateLimiter, SessionTable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,28 +29,21 @@ SECURITY_HEADERS = ("content-security-policy", "x-frame-options", "x-content-typ
 
 
 @pytest.fixture
-def make_app(
-    dashboard_home: Path, tmp_path: Path, es_url: str, es_prefix: str, mongo_uri: str, mongo_db: str
-) -> Iterator[Any]:
+def make_app(make_client: Any, es_url: str, es_prefix: str, mongo_uri: str, mongo_db: str) -> Any:
     """``make_app(redis_url=..., limiter=..., **settings) -> TestClient`` on the real services."""
-    clients: list[TestClient] = []
 
     def make(redis_url: str = "redis://127.0.0.1:9/0", limiter: Any = None, **settings: Any) -> TestClient:
-        base = make_settings(dashboard_home, es_prefix, mongo_db)
-        app = create_app(
-            base.model_copy(update=settings),
-            make_endpoints(es_url, mongo_uri, redis_url=redis_url),
-            launcher=fake_launcher(tmp_path),
+        return make_client(
+            es_url,
+            es_prefix,
+            mongo_uri,
+            mongo_db,
+            redis_url=redis_url,
+            settings=settings,
             limiter=limiter or LoginRateLimiter(),
         )
-        client = TestClient(app, base_url="http://127.0.0.1", follow_redirects=False)
-        client.__enter__()
-        clients.append(client)
-        return client
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    return make
 
 
 def assert_refused(response: Any, field: str, status: int = 422) -> str:
