@@ -8,8 +8,7 @@ by another dashboard stops exactly like one started here (which it also sends SI
 
 The flag is set only on a board that exists and has no stop reason yet, in one script, so a
 request can neither create a board for an unknown session nor overwrite ``solved``/``completed``.
-The key format is :func:`game.board.board_key`'s (a test checks they agree); importing
-``game.board`` here would load torch into the web server.
+The key is :func:`hiverl.session.board_key`, the one ``game/board.py`` uses.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dashboard.outage import OutageGuard
+from hiverl.session import board_key
 
 #: The reason written to the board: the learner ends with it and the trainer records ``stopped``.
 STOP_REASON = "stopped"
@@ -29,11 +29,6 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HSETNX', KEYS[1], 'stop', ARGV[1]) == 1 then return 1 end
 return redis.call('HGET', KEYS[1], 'stop')
 """
-
-
-def board_key(session_id: str, key_prefix: str = "") -> str:
-    """The hive's board key (same as :func:`game.board.board_key`)."""
-    return f"{key_prefix}hiverl:{{{session_id}}}:board"
 
 
 @dataclass(frozen=True)

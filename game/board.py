@@ -25,6 +25,8 @@ from typing import Any
 import redis
 import torch
 
+from hiverl.session import board_key
+
 _PUBLISH = """
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'weights', ARGV[1], 'updates', ARGV[2])
@@ -33,11 +35,6 @@ return version
 
 
 _SMALL_FIELDS = ("version", "updates", "inserts", "samples", "stop")
-
-
-def board_key(session_id: str, key_prefix: str = "") -> str:
-    """The board's key; the hash tag keeps it on one node of a Redis Cluster."""
-    return f"{key_prefix}hiverl:{{{session_id}}}:board"
 
 
 @dataclass(frozen=True)

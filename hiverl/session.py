@@ -18,3 +18,9 @@ def new_session_id(env_id: str = "") -> str:
     """
     env = "".join(c if c.isalnum() else "-" for c in env_id).strip("-").lower()[:_ENV_CHARS].strip("-")
     return f"{env or 'session'}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def board_key(session_id: str, key_prefix: str = "") -> str:
+    """Redis key of the hive's board (weights, counters, stop flag; ``game/board.py``), which the
+    dashboard also raises the stop flag on. The hash tag keeps it on one node of a Redis Cluster."""
+    return f"{key_prefix}hiverl:{{{session_id}}}:board"

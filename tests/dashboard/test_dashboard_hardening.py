@@ -284,13 +284,6 @@ def test_active_sessions_end_at_the_absolute_lifetime(make_app: Any) -> None:
 # -- stopping any running session -------------------------------------------------------------------
 
 
-def test_board_key_is_the_hives() -> None:
-    from dashboard.stopping import board_key
-    from game.board import board_key as hive_board_key
-
-    assert board_key("s-1", "p:") == hive_board_key("s-1", "p:")
-
-
 def test_live_page_offers_stop_to_admins_only(make_app: Any) -> None:
     admin = make_app()
     sign_in(admin, ADMIN)

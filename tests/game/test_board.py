@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import torch
 
-from game.board import Board, board_key, decode_state, encode_state
+from game.board import Board, decode_state, encode_state
 from hiverl.services import RedisServer
+from hiverl.session import board_key
 
 PUBLICATIONS = 150
 

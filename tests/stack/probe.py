@@ -116,9 +116,10 @@ def board(session: str) -> dict[str, Any]:
     import redis
 
     from game.worker_index import slot_key
+    from hiverl.session import board_key
 
     client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=False)
-    raw: dict[bytes, bytes] = client.hgetall(f"hiverl:{{{session}}}:board")  # type: ignore[assignment]
+    raw: dict[bytes, bytes] = client.hgetall(board_key(session))  # type: ignore[assignment]
     state = {k.decode(): v.decode() for k, v in raw.items() if k != b"weights"}
     leases = {}
     for index in range(16):
