@@ -25,6 +25,8 @@ TRAINING_LOG_TOPIC = "training_log"
 MEMORY_MONITORING_TOPIC = "memory_monitoring"
 #: Version of the event schema; bump on any incompatible change.
 EVENT_SCHEMA_VERSION = 1
+#: This host, in every event (looked up once: a syscall per event is a measurable part of its cost).
+_HOST = socket.gethostname()
 
 Event = dict[str, Any]
 
@@ -53,7 +55,7 @@ def envelope(
         "event_type": event_type,
         "event_time": time.time(),
         "session_id": session_id,
-        "host": socket.gethostname(),
+        "host": _HOST,
     }
     if worker_index is not None:
         event["worker_index"] = worker_index

@@ -3,12 +3,14 @@
 One round (:meth:`Indexer.step`):
 
 1. poll up to ``bulk_max_records`` records from both topics;
-2. decode and validate each against the schema; a malformed one (not JSON, wrong types, unknown
-   event type) becomes a dead letter document instead, and indexing goes on;
-3. bulk-index into the daily index of the event's family with ``_id = "{topic}-{partition}-{offset}"``
-   (re-delivery overwrites, never duplicates); documents Elasticsearch rejects as malformed are
-   dead-lettered too; while Elasticsearch is down, the partitions are paused and the bulk retried
-   with exponential backoff (the consumer keeps its group membership);
+2. decode each record into its events (one, or a JSON array of several) and validate each against
+   the schema; a malformed one (not JSON, wrong types, unknown event type) becomes a dead letter
+   document instead, and indexing goes on;
+3. bulk-index, ``bulk_max_records`` documents per request, into the daily index of the event's family
+   with ``_id`` the event's ``event_id`` (else ``"{topic}-{partition}-{offset}"``): re-delivery
+   overwrites, never duplicates; documents Elasticsearch rejects as malformed are dead-lettered too;
+   while Elasticsearch is down, the partitions are paused and the bulk retried with exponential
+   backoff (the consumer keeps its group membership);
 4. commit the offsets only after every record of the round is in Elasticsearch.
 
 Lag (records not yet indexed) is reported by :meth:`Indexer.stats`.
@@ -47,7 +49,7 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 @dataclass
 class IndexerStats:
-    """Counters since start (records) and the lag at the last check."""
+    """Counters since start (documents; lag in records) and the lag at the last check."""
 
     indexed: int = 0
     dead_lettered: int = 0
@@ -64,6 +66,7 @@ class _Action:
     doc_id: str
     source: dict[str, Any]
     record: Any  # kafka ConsumerRecord
+    element: int | None  # the event's place in an array record; None for a record of one event
     dead: bool
 
 
@@ -175,29 +178,44 @@ class Indexer:
         records = [r for batch in polled.values() for r in batch]
         if not records:
             return 0
-        # Step 2: decode and validate; malformed records become dead letters.
-        actions = [self._action(r) for r in records]
+        # Step 2: decode and validate; malformed events and records become dead letters.
+        actions = [action for r in records for action in self._actions(r)]
         # Step 3: bulk-index, retrying while Elasticsearch is down.
-        if not self._index_all(actions):
-            return 0  # stopped while Elasticsearch was down: commit nothing, re-delivery overwrites
+        size = self.config.bulk_max_records
+        for start in range(0, len(actions), size):
+            if not self._index_all(actions[start : start + size]):
+                return 0  # stopped while Elasticsearch was down: commit nothing, re-delivery overwrites
         # Step 4: commit only now that every record is in Elasticsearch.
         self._commit()
         return len(records)
 
-    def _action(self, record: Any) -> _Action:
-        topic, partition, offset = record.topic, record.partition, record.offset
-        doc_id = document_id(topic, partition, offset)
-        family = self.family_by_topic[topic]
+    def _actions(self, record: Any) -> list[_Action]:
+        """The record's events as index actions (a record that is not JSON: one dead letter)."""
         try:
-            event = validate_event(json.loads(record.value), family)
-            event[TIMESTAMP_FIELD] = int(event["event_time"] * 1000)
-            return _Action(
-                daily_index(self.prefix, family, event["event_time"]), doc_id, event, record, False
-            )
-        except (UnicodeDecodeError, json.JSONDecodeError, EventSchemaError, TypeError, OverflowError) as exc:
-            return self._dead_letter(record, f"{exc.__class__.__name__}: {exc}")
+            decoded = json.loads(record.value)
+        except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            return [self._dead_letter(record, None, f"{exc.__class__.__name__}: {exc}")]
+        if not isinstance(decoded, list):
+            return [self._action(record, decoded, None)]
+        if not decoded:
+            return [self._dead_letter(record, None, "EventSchemaError: an empty array holds no event")]
+        return [self._action(record, event, i) for i, event in enumerate(decoded)]
 
-    def _dead_letter(self, record: Any, error: str) -> _Action:
+    def _action(self, record: Any, decoded: Any, element: int | None) -> _Action:
+        family = self.family_by_topic[record.topic]
+        try:
+            event = validate_event(decoded, family)
+            event_id = event.get("event_id")
+            if event_id is None and element is not None:  # Logstash would give them all one id
+                raise EventSchemaError("field 'event_id' is required in a record of several events")
+            event[TIMESTAMP_FIELD] = int(event["event_time"] * 1000)
+            doc_id = event_id or document_id(record.topic, record.partition, record.offset)
+            index = daily_index(self.prefix, family, event["event_time"])
+            return _Action(index, doc_id, event, record, element, False)
+        except (EventSchemaError, TypeError, OverflowError) as exc:
+            return self._dead_letter(record, element, f"{exc.__class__.__name__}: {exc}", decoded)
+
+    def _dead_letter(self, record: Any, element: int | None, error: str, decoded: Any = None) -> _Action:
         # Filed under the Kafka record's own timestamp, not the time it was received: a redelivery
         # on another day lands in the same index and overwrites instead of duplicating.
         now = (
@@ -205,19 +223,24 @@ class Indexer:
             if isinstance(record.timestamp, int) and record.timestamp > 0
             else time.time()
         )
-        raw = bytes(record.value or b"")[:RAW_KEEP_BYTES].decode("utf-8", errors="replace")
+        if element is None:
+            raw = bytes(record.value or b"")[:RAW_KEEP_BYTES].decode("utf-8", errors="replace")
+        else:
+            raw = json.dumps(decoded, default=str)[:RAW_KEEP_BYTES]
         source = {
             TIMESTAMP_FIELD: int(now * 1000),
             "topic": record.topic,
             "partition": record.partition,
             "offset": record.offset,
+            "element": element,
             "error": error[:2000],
             "raw": raw,
         }
         index = daily_index(self.prefix, DEAD_LETTER_FAMILY, now)
-        return _Action(
-            index, document_id(record.topic, record.partition, record.offset), source, record, True
-        )
+        doc_id = document_id(record.topic, record.partition, record.offset)
+        if element is not None:
+            doc_id = f"{doc_id}-{element}"
+        return _Action(index, doc_id, source, record, element, True)
 
     def _index_all(self, actions: list[_Action]) -> bool:
         """Index every action (retrying); False if stopped before all were in."""
@@ -257,7 +280,9 @@ class Indexer:
                 else:  # rejected by the mapping (e.g. a number out of range): park it
                     error = result.get("error", {})
                     reason = error.get("reason", str(error)) if isinstance(error, dict) else str(error)
-                    retry.append(self._dead_letter(a.record, f"RejectedByElasticsearch: {reason}"))
+                    retry.append(
+                        self._dead_letter(a.record, a.element, f"RejectedByElasticsearch: {reason}", a.source)
+                    )
             if retry and len(retry) == len(pending):
                 self._sleep_backoff(f"{len(retry)} bulk items not indexed yet")
             elif not retry:

@@ -6,11 +6,15 @@ memory monitor, a benchmark.
 The caller's cost is one dict copy and a deque append: :meth:`KafkaSink.publish` never touches the
 network, never blocks and never raises on an outage. A background thread does the rest:
 
-1. take up to ``CHUNK`` events from the bounded in-memory queue and serialize them
-   (:mod:`hiverl.telemetry.records`: compact JSON, non-finite floats as null; key
-   ``"{session_id}/{worker_index}"`` so a worker's events share a partition and stay ordered);
-2. while Kafka is reachable and the disk spool is empty, send them with a batching (``linger_ms``),
-   compressing (zstd, else gzip), idempotent kafka-python producer and wait for every ack;
+1. wake every ``linger_ms`` (1 s), take up to ``CHUNK`` events from the bounded in-memory queue, give
+   each its ``event_id`` (this sink's random id and a sequence number: its document id in
+   Elasticsearch, so an event sent twice overwrites itself) and pack them into records, up to
+   ``events_per_record`` (100) events of one key each (:mod:`hiverl.telemetry.records`: compact JSON,
+   non-finite floats as null; key ``"{session_id}/{worker_index}"`` so a worker's events share a
+   partition and stay ordered). kafka-python's cost is per record and each round costs about 1 ms, so
+   packing and 1 s rounds are what keep telemetry near 1 % of a worker's CPU (``bench/telemetry.py``);
+2. while Kafka is reachable and the disk spool is empty, send the records with a compressing (zstd,
+   else gzip), idempotent kafka-python producer and wait for every ack;
 3. records Kafka did not acknowledge, and every record produced while it is down, go to the bounded
    on-disk :class:`~hiverl.telemetry.spool.Spool`; Kafka is probed with exponential backoff and the
    spool is delivered oldest first before new events are sent directly again.
@@ -28,6 +32,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +41,7 @@ from typing import Any, Self
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
 from hiverl.telemetry.admin import ensure_topics
 from hiverl.telemetry.config import TelemetryConfig
-from hiverl.telemetry.records import event_key, serialize_event
+from hiverl.telemetry.records import event_key, split_into_records
 from hiverl.telemetry.spool import Record, Spool, SpoolLockedError
 
 log = logging.getLogger(__name__)
@@ -104,6 +109,7 @@ class KafkaSink:
             self._spool = self._open_spool(root / f"{name}-{os.getpid()}")
 
         self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
+        self._queue_max = self.config.queue_max_events
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._published = 0
@@ -118,6 +124,8 @@ class KafkaSink:
         self._partition_counts: dict[str, int] = {}
         self._next_probe = 0.0
         self._backoff_s = 0.5
+        self._id_prefix = uuid.uuid4().hex[:16] + "-"
+        self._next_seq = 0
         self._last_warning = 0.0
         self._closing = False
         self._closed = False
@@ -133,14 +141,15 @@ class KafkaSink:
         """Enqueue ``event`` for ``topic``: O(1), no I/O. A full queue drops (and counts) its oldest."""
         if self._closed:
             raise RuntimeError("publish() on a closed KafkaSink")
+        queue = self._queue
         with self._lock:
-            if len(self._queue) >= self.config.queue_max_events:
-                self._queue.popleft()
+            if len(queue) >= self._queue_max:
+                queue.popleft()
                 self._queue_dropped += 1
                 self._settled += 1
-            self._queue.append((topic, dict(event)))
+            queue.append((topic, dict(event)))
             self._published += 1
-            backlog = len(self._queue)
+            backlog = len(queue)
         if backlog >= CHUNK:
             self._wake.set()
 
@@ -221,9 +230,9 @@ class KafkaSink:
                 with self._lock:
                     n = min(len(self._queue), CHUNK)
                     batch = [self._queue.popleft() for _ in range(n)]
-                self._unsettled = [self._record(topic, event) for topic, event in batch]
+                self._unsettled = self._records(batch)
             records = self._unsettled
-            n = len(records)
+            events = sum(r.events for r in records)
             # Step 2: straight to Kafka while it is up and nothing older waits in the spool.
             if records and self._spool.pending == 0 and self._connected():
                 failed = self._deliver(records)
@@ -234,19 +243,34 @@ class KafkaSink:
                 self._spool.append(records)
             self._unsettled = []
             with self._lock:
-                self._settled += len(records)
+                self._settled += events
             self._warn_about_drops()
             # Step 3: deliver the spool, oldest first, once Kafka answers again.
             if self._spool.pending and self._connected():
                 self._drain_spool()
-            if n < CHUNK:
+            if events < CHUNK:
                 return
 
-    def _record(self, topic: str, event: dict[str, Any]) -> Record:
-        if event.get("event_type") in STATS_EVENT_TYPES:
-            event["telemetry_dropped_total"] = self._queue_dropped + self._spool.dropped_total
-            event["telemetry_spooled"] = self._spool.pending
-        return self.config.kafka_topic(topic), event_key(event), serialize_event(event)
+    def _records(self, batch: Sequence[tuple[str, dict[str, Any]]]) -> list[Record]:
+        """Stamp ``batch``'s events and pack them into records: one key's events share records, in
+        order (keys first seen first)."""
+        by_key: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        prefix, seq = self._id_prefix, self._next_seq
+        for topic, event in batch:
+            event["event_id"] = prefix + str(seq)
+            seq += 1
+            if event.get("event_type") in STATS_EVENT_TYPES:
+                event["telemetry_dropped_total"] = self._queue_dropped + self._spool.dropped_total
+                event["telemetry_spooled"] = self._spool.pending
+            # what event_key() reads, without building the key for every event
+            group = (topic, event.get("session_id"), event.get("worker_index"), event.get("worker_id"))
+            by_key.setdefault(group, []).append(event)
+        self._next_seq = seq
+        return [
+            Record(self.config.kafka_topic(group[0]), event_key(events[0]), value, n)
+            for group, events in by_key.items()
+            for value, n in split_into_records(events, self.config.events_per_record)
+        ]
 
     def _connected(self) -> bool:
         """A producer exists, or creating one (and the topics) succeeds; probes at most once per backoff."""
@@ -317,7 +341,7 @@ class KafkaSink:
         """Send ``records`` and wait for every ack; returns those not acknowledged, in order."""
         futures = []
         failed_from = len(records)
-        for i, (topic, key, value) in enumerate(records):
+        for i, (topic, key, value, _) in enumerate(records):
             try:
                 partition = self._partition(topic, key)
                 futures.append(self._producer.send(topic, value=value, key=key, partition=partition))
@@ -344,7 +368,7 @@ class KafkaSink:
                 failed.append(record)
         failed.extend(records[failed_from:])
         with self._lock:
-            self._delivered += len(records) - len(failed)
+            self._delivered += sum(r.events for r in records) - sum(r.events for r in failed)
         return failed
 
     def _partition(self, topic: str, key: bytes) -> int:
@@ -372,11 +396,11 @@ class KafkaSink:
             failed = self._deliver(records)
             if failed:
                 # Re-spool only what Kafka lacks (no duplicates); order across an outage is best effort.
-                self._spool.commit(position, len(records))
+                self._spool.commit(position, records)
                 self._spool.append(failed)
                 self._went_offline(f"{len(failed)} spooled events not acknowledged")
                 return
-            self._spool.commit(position, len(records))
+            self._spool.commit(position, records)
             if self._queue:  # keep the in-memory queue moving behind the spool
                 return
 

@@ -1,11 +1,23 @@
-"""An event as a Kafka record: its key (which partition, hence its order) and its JSON value."""
+"""Events as Kafka records: the key (which partition, hence the order) and the JSON value.
+
+A record's value is one event (a JSON object) or several events of one key, oldest first (a JSON
+array). Batching events into records is what keeps telemetry cheap for the process that sends it:
+the Kafka client's cost is per record (~15 µs of Python each), so a record of ``k`` events costs
+each of them ``1/k`` of it. Logstash's ``json`` codec makes one event per array element, as
+:func:`decode_events` does for ``hiverl index``.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import orjson
+
+#: A record's value is split (halved) until it is at most this many bytes, or holds a single event.
+MAX_RECORD_BYTES = 512 * 1024
 
 
 def event_key(event: Mapping[str, Any]) -> bytes:
@@ -22,10 +34,52 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _dumps(value: Any) -> bytes:
+    """Compact JSON, NaN and ±inf as null: orjson (~0.2 µs per event), else (an integer beyond 64 bits,
+    a key that is not a string) the standard library's encoder."""
+    try:
+        return orjson.dumps(value, default=str)
+    except TypeError:
+        if isinstance(value, list):
+            value = [{k: _finite(v) for k, v in event.items()} for event in value]
+        else:
+            value = {k: _finite(v) for k, v in value.items()}
+        return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str).encode()
+
+
 def serialize_event(event: Mapping[str, Any]) -> bytes:
     """Compact JSON; NaN and ±inf (invalid JSON, rejected by Elasticsearch) become null."""
-    try:
-        return json.dumps(event, separators=(",", ":"), allow_nan=False, default=str).encode()
-    except ValueError:
-        clean = {k: _finite(v) for k, v in event.items()}
-        return json.dumps(clean, separators=(",", ":"), allow_nan=False, default=str).encode()
+    return _dumps(event)
+
+
+def serialize_events(events: Sequence[Mapping[str, Any]]) -> bytes:
+    """One event as a JSON object, several as a JSON array; non-finite floats become null."""
+    return _dumps(events[0] if len(events) == 1 else list(events))
+
+
+def split_into_records(events: Sequence[Mapping[str, Any]], max_events: int) -> list[tuple[bytes, int]]:
+    """``events`` (one key's, in order) as record values: ``(value, number of events)`` each, at most
+    ``max_events`` events and :data:`MAX_RECORD_BYTES` bytes (unless one event alone is larger), in
+    the events' order."""
+    if max_events < 1:
+        raise ValueError(f"max_events={max_events}; expected at least 1")
+    values: list[tuple[bytes, int]] = []
+    for start in range(0, len(events), max_events):
+        pending = [events[start : start + max_events]]
+        while pending:
+            part = pending.pop(0)
+            value = serialize_events(part)
+            if len(value) > MAX_RECORD_BYTES and len(part) > 1:
+                half = len(part) // 2
+                pending[:0] = [part[:half], part[half:]]
+                continue
+            values.append((value, len(part)))
+    return values
+
+
+def decode_events(value: bytes) -> list[Any]:
+    """The events in a record's value, in order (an object gives one, an array its elements; the
+    elements are not checked here). Raises ``ValueError`` (``json.JSONDecodeError``,
+    ``UnicodeDecodeError``) when the value is not JSON."""
+    decoded = json.loads(value)
+    return decoded if isinstance(decoded, list) else [decoded]

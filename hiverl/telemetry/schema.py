@@ -11,8 +11,11 @@ Index naming (``prefix`` is ``"hiverl-"`` by default; tests pass their own):
   (UTC day of the event's ``event_time``), read through the alias ``{prefix}training_log``;
 * likewise ``memory_monitoring``; malformed messages go to ``{prefix}dead_letter-YYYY.MM.DD``
   (UTC day of the Kafka record's timestamp, so a redelivery overwrites), alias ``{prefix}dead_letter``;
-* a document's ``_id`` is :func:`document_id` ``f"{topic}-{partition}-{offset}"``, so a re-delivered
-  Kafka record overwrites its document instead of duplicating it.
+* a document's ``_id`` is the event's ``event_id`` (given by the producer, unique per event), so a
+  re-delivered record, or an event the producer sent twice across an outage, overwrites its document
+  instead of duplicating it; an event without one (another producer's) is keyed by its Kafka record,
+  :func:`document_id` ``f"{topic}-{partition}-{offset}"``. A record may hold several events (a JSON
+  array, :mod:`hiverl.telemetry.records`): each of them needs its ``event_id``.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("worker_id", "keyword", "-", "stable process identifier (host-pid-role)", _ALL),
     Field("host", "keyword", "-", "host name of the producer", _ALL),
     Field("env_id", "keyword", "-", "gymnasium environment id", _ALL),
+    Field("event_id", "keyword", "-", "unique id the producer gives the event; its document id", _ALL),
     # -- training_log: step counters (episode and train_stats) -----------------------------------
     Field("env_steps", "long", "steps", "environment steps taken by this actor so far", _TRAINING),
     Field("updates", "long", "updates", "learning steps the learner has made so far", _TRAINING + _EVAL),
@@ -167,6 +171,7 @@ DEAD_LETTER_PROPERTIES: Final[dict[str, Any]] = {
     "topic": {"type": "keyword"},
     "partition": {"type": "integer"},
     "offset": {"type": "long"},
+    "element": {"type": "integer"},  # the event's place in an array record (None: the whole record)
     "error": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 512}}},
     "raw": {"type": "text", "index": False},
 }
@@ -210,8 +215,13 @@ def daily_index(prefix: str, family: str, epoch_s: float) -> str:
     return f"{prefix}{family}-{day}"
 
 
+#: The longest ``event_id`` accepted (Elasticsearch allows 512 bytes in an ``_id``).
+MAX_EVENT_ID_CHARS: Final = 128
+
+
 def document_id(topic: str, partition: int, offset: int) -> str:
-    """Document id of a Kafka record: re-delivery overwrites instead of duplicating."""
+    """Document id of a Kafka record (an event without ``event_id``, or a dead letter): re-delivery
+    overwrites instead of duplicating."""
     return f"{topic}-{partition}-{offset}"
 
 
@@ -271,6 +281,12 @@ def validate_event(event: Any, family: str) -> dict[str, Any]:
             )
     if event["event_time"] is None:
         raise EventSchemaError("field 'event_time' = None; expected epoch seconds")
+    event_id = event.get("event_id")
+    if event_id is not None and not 0 < len(event_id) <= MAX_EVENT_ID_CHARS:
+        raise EventSchemaError(
+            f"field 'event_id' = {event_id!r:.80} has {len(event_id)} characters; expected 1 to "
+            f"{MAX_EVENT_ID_CHARS}"
+        )
     return dict(event)
 
 

@@ -1,11 +1,12 @@
 """A bounded, append-only on-disk queue of Kafka records (the producer's outage buffer).
 
-Records are lines ``topic \\t key \\t value`` (the value is compact JSON, which never contains a raw
-tab or newline) in numbered segment files ``{seq:012d}.seg``; ``head.cursor`` holds the segment
-and byte offset of the first undelivered record. Delivery reads from the head and advances the
+Records are lines ``topic \\t key \\t events \\t value`` (``events``: how many events the value holds;
+the value is compact JSON, which never contains a raw tab or newline; a line of three fields, from an
+older spool, holds one event) in numbered segment files ``{seq:012d}.seg``; ``head.cursor`` holds the
+segment and byte offset of the first undelivered record. Delivery reads from the head and advances the
 cursor only after Kafka acknowledged (:meth:`Spool.peek` then :meth:`Spool.commit`), so records
 leave in the order they came. When the spool exceeds ``max_bytes``, whole oldest segments are
-deleted: the dropped records are counted (:attr:`Spool.dropped_total`) and a warning is logged.
+deleted: the dropped events are counted (:attr:`Spool.dropped_total`) and a warning is logged.
 
 One process owns a spool directory at a time (an ``flock`` on ``LOCK``). Writes are flushed to the
 OS after every append (safe across a process crash, not a power cut: no fsync per event).
@@ -16,14 +17,30 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 log = logging.getLogger(__name__)
 
-Record = tuple[str, bytes, bytes]  # (topic, key, value)
+
+class Record(NamedTuple):
+    """A Kafka record to send: its topic, key and value, and how many events the value holds."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    events: int = 1
+
+
+def _parse_line(line: bytes) -> Record:
+    fields = line.rstrip(b"\n").split(b"\t", 3)
+    if len(fields) == 3:  # an older spool's line: one event
+        topic, key, value = fields
+        return Record(topic.decode(), key, value, 1)
+    topic, key, events, value = fields
+    return Record(topic.decode(), key, value, int(events))
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,7 @@ class _Segment:
     path: Path
     nbytes: int  # file size
     records: int  # undelivered records in this segment
+    events: int  # the events they hold
 
 
 class Spool:
@@ -84,7 +102,9 @@ class Spool:
             if data and not data.endswith(b"\n"):  # torn last line from a crash: cut it
                 data = data[: data.rfind(b"\n") + 1]
                 path.write_bytes(data)
-            self._segments.append(_Segment(seq, path, len(data), data.count(b"\n", start)))
+            lines = data[start:].splitlines()
+            events = sum(_parse_line(line).events for line in lines)
+            self._segments.append(_Segment(seq, path, len(data), len(lines), events))
         if self._segments and (cursor is None or cursor.segment != self._segments[0].seq):
             self._write_cursor(SpoolPosition(self._segments[0].seq, 0))
 
@@ -102,8 +122,8 @@ class Spool:
 
     @property
     def pending(self) -> int:
-        """Records waiting for delivery."""
-        return sum(s.records for s in self._segments)
+        """Events waiting for delivery."""
+        return sum(s.events for s in self._segments)
 
     @property
     def nbytes(self) -> int:
@@ -113,9 +133,9 @@ class Spool:
     # -- writing ------------------------------------------------------------------------------------
     def append(self, records: Iterable[Record]) -> None:
         """Append records at the tail, then enforce the bound (dropping the oldest segments)."""
-        for topic, key, value in records:
-            line = b"%s\t%s\t%s\n" % (topic.encode(), key, value)
-            if b"\n" in line[:-1] or line.count(b"\t") != 2:
+        for topic, key, value, events in records:
+            line = b"%s\t%s\t%d\t%s\n" % (topic.encode(), key, events, value)
+            if b"\n" in line[:-1] or line.count(b"\t") != 3:
                 raise ValueError(f"record for topic {topic!r} contains a tab or newline outside JSON")
             if not self._segments or self._segments[-1].nbytes >= self.segment_bytes:
                 self._roll()
@@ -125,6 +145,7 @@ class Spool:
             self._tail.write(line)
             tail_segment.nbytes += len(line)
             tail_segment.records += 1
+            tail_segment.events += events
         if self._tail is not None:
             self._tail.flush()
         self._enforce_bound()
@@ -135,7 +156,7 @@ class Spool:
         seq = self._segments[-1].seq + 1 if self._segments else self._next_seq()
         path = self.directory / f"{seq:012d}.seg"
         self._tail = path.open("ab")
-        self._segments.append(_Segment(seq, path, 0, 0))
+        self._segments.append(_Segment(seq, path, 0, 0, 0))
         if len(self._segments) == 1:
             self._write_cursor(SpoolPosition(seq, 0))
 
@@ -151,13 +172,13 @@ class Spool:
         while self.nbytes > self.max_bytes and len(self._segments) > 1:
             oldest = self._segments.pop(0)
             oldest.path.unlink(missing_ok=True)
-            self.dropped_total += oldest.records
+            self.dropped_total += oldest.events
             self._write_cursor(SpoolPosition(self._segments[0].seq, 0))
             log.warning(
                 "telemetry spool %s over its bound of %d bytes: dropped the oldest %d events (%d so far)",
                 self.directory,
                 self.max_bytes,
-                oldest.records,
+                oldest.events,
                 self.dropped_total,
             )
 
@@ -182,17 +203,17 @@ class Spool:
             for line in f:
                 if len(records) >= max_records:
                     break
-                topic, key, value = line.rstrip(b"\n").split(b"\t", 2)
-                records.append((topic.decode(), key, value))
+                records.append(_parse_line(line))
                 offset += len(line)
         return records, SpoolPosition(head.seq, offset)
 
-    def commit(self, position: SpoolPosition, delivered: int) -> None:
-        """Mark the ``delivered`` records up to ``position`` (from :meth:`peek`) as delivered."""
+    def commit(self, position: SpoolPosition, delivered: Sequence[Record]) -> None:
+        """Mark the ``delivered`` records up to ``position`` (both from :meth:`peek`) as delivered."""
         if not self._segments or self._segments[0].seq != position.segment:
             return  # the head was dropped by the bound meanwhile; nothing to advance
         head = self._segments[0]
-        head.records -= delivered
+        head.records -= len(delivered)
+        head.events -= sum(r.events for r in delivered)
         if head.records == 0 and len(self._segments) > 1:
             self._drop_head()
         elif head.records == 0:  # the only segment, fully delivered: start afresh

@@ -52,10 +52,21 @@ def test_the_kafka_input_reads_both_topics_as_decorated_json() -> None:
     assert setting(kafka, "decorate_events") in ("basic", "extended", "true")
 
 
+def doc_id_templates(block: str) -> list[str]:
+    """The ``[@metadata][doc_id]`` templates ``block`` adds, in order."""
+    return re.findall(r'"\[@metadata\]\[doc_id\]"\s*=>\s*"([^"]*)"', block)
+
+
 def test_index_names_and_document_ids_match_the_code() -> None:
     text = "\n".join(line.split("#")[0] for line in PIPELINE.read_text().splitlines())
     output = section(text, "output")
     index, doc_id = setting(output, "index"), setting(output, "document_id")
+    assert doc_id == "%{[@metadata][doc_id]}"
+    filters = section(text, "filter")
+    events_branch = filters[filters.index("} else {") :]
+    # an event's own event_id, else (another producer's event) its record's topic-partition-offset
+    assert re.search(r"if \[event_id\] \{", events_branch)
+    with_id, without_id = doc_id_templates(events_branch)
     assert setting(output, "manage_template") == "false"  # the project's templates, not Logstash's
     event_time = 1_764_000_000.5
     day = daily_index("", "", event_time).lstrip("-")  # Logstash's +YYYY.MM.dd of @timestamp (UTC)
@@ -70,9 +81,9 @@ def test_index_names_and_document_ids_match_the_code() -> None:
         # a stack with its own prefix: the variable `hiverl index` reads (TelemetryConfig's env prefix)
         lab = {"HIVERL_TELEMETRY_INDEX_PREFIX": "lab-"}
         assert sprintf(index, fields, day, lab) == daily_index("lab-", topic, event_time)
-        assert sprintf(doc_id, fields, day, {}) == document_id(topic, 2, 17)
+        assert sprintf(with_id, {**fields, "event_id": "3f2a-17"}, day, {}) == "3f2a-17"
+        assert sprintf(without_id, fields, day, {}) == document_id(topic, 2, 17)
     # the family is the topic for events, dead_letter for unparsable messages
-    filters = section(text, "filter")
     assert '"[@metadata][family]" => "%{[@metadata][kafka][topic]}"' in filters
     assert f'"[@metadata][family]" => "{DEAD_LETTER_FAMILY}"' in filters
     # @timestamp (the daily index's day) comes from the event's own time, as in the indexer
@@ -293,6 +304,7 @@ def test_dead_letters_are_keyed_by_the_record_not_the_receiving_day() -> None:
     assert re.search(r'date\s*{\s*match\s*=>\s*\["\[@metadata\]\[kafka\]\[timestamp\]",\s*"UNIX_MS"\]', dead)
     output = section(text, "output")
     assert "%{+YYYY.MM.dd}" in setting(output, "index")  # the day of @timestamp: the record's own
-    assert setting(output, "document_id") == (
+    assert setting(output, "document_id") == "%{[@metadata][doc_id]}"
+    assert doc_id_templates(dead) == [
         "%{[@metadata][kafka][topic]}-%{[@metadata][kafka][partition]}-%{[@metadata][kafka][offset]}"
-    )
+    ]

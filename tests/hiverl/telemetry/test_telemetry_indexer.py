@@ -111,9 +111,9 @@ def test_a_short_run_becomes_searchable_with_the_right_fields(
         assert "lag=0" in indexer.report()
     hits = search_all(es_url, training)
     assert len(hits) == sent - 1
+    assert len({hit["_id"] for hit in hits}) == sent - 1
     for hit in hits:
-        topic, partition, offset = hit["_id"].rsplit("-", 2)
-        assert topic == topics[TRAINING_LOG_TOPIC] and partition.isdigit() and offset.isdigit()
+        assert hit["_id"] == hit["_source"]["event_id"]  # the producer's id: a re-send overwrites
         assert hit["_index"].startswith(f"{es_prefix}{TRAINING_LOG_TOPIC}-")  # the daily index
         assert hit["_source"]["@timestamp"] == int(hit["_source"]["event_time"] * 1000)
     with Elasticsearch(es_url) as es:
@@ -155,14 +155,21 @@ def test_malformed_messages_are_dead_lettered_while_indexing_goes_on(
         json.dumps({**good[0], "episode_return": "high"}).encode(),  # wrong type (caught by the schema)
         json.dumps({**good[0], "episode": 2**70}).encode(),  # too big for a long (caught by Elasticsearch)
     ]
+    # records of several events, as KafkaSink packs them: each event carries its event_id
+    packed = [{**good[0], "episode": 10 + i, "event_id": f"p-{i}"} for i in range(3)]
+    packed[2]["episode"] = 2**70  # this element alone is rejected by Elasticsearch
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
     for value in [
-        bad[0],
+        bad[0],  # offset 0
         json.dumps(good[0]).encode(),
-        bad[1],
-        bad[2],
+        bad[1],  # 2: three elements that are not objects
+        bad[2],  # 3
         *[json.dumps(g).encode() for g in good[1:]],
-        bad[3],
+        bad[3],  # 8
+        json.dumps(packed).encode(),  # 9: two indexed, element 2 rejected
+        json.dumps(good[:2]).encode(),  # 10: several events without event_id (one id for all in Logstash)
+        b"[]",  # 11
+        json.dumps(packed[:2]).encode(),  # 12: sent again (a spool replay): overwrites, no duplicates
     ]:
         producer.send(topic, value)
     # A malformed record stamped three days ago (as a redelivery of an old record would be): its dead
@@ -176,18 +183,29 @@ def test_malformed_messages_are_dead_lettered_while_indexing_goes_on(
         kafka_bootstrap, es_url, config, {TRAINING_LOG_TOPIC: topic}, f"g-{uuid.uuid4().hex}"
     ) as ix:
         wait_until(
-            lambda: ix.stats.indexed == 5 and ix.stats.dead_lettered == 5, 60, "5 indexed, 5 dead letters"
+            lambda: ix.stats.indexed == 9 and ix.stats.dead_lettered == 11, 60, "9 indexed, 11 dead letters"
         )
-    assert count(es_url, alias_name(es_prefix, TRAINING_LOG_TOPIC)) == 5
-    dead = {
-        h["_source"]["offset"]: h["_source"] for h in search_all(es_url, alias_name(es_prefix, "dead_letter"))
-    }
-    assert sorted(dead) == [0, 2, 3, 8, 9]
+    indexed = search_all(es_url, alias_name(es_prefix, TRAINING_LOG_TOPIC))
+    assert sorted(h["_source"]["episode"] for h in indexed) == [0, 1, 2, 3, 4, 10, 11]
+    assert {h["_id"] for h in indexed if "event_id" in h["_source"]} == {"p-0", "p-1"}
+    dead_letters = search_all(es_url, alias_name(es_prefix, "dead_letter"))
+    by_element = {(h["_source"]["offset"], h["_source"]["element"]): h for h in dead_letters}
+    assert sorted(by_element, key=str) == sorted(
+        [(0, None), (2, 0), (2, 1), (2, 2), (3, None), (8, None), (9, 2), (10, 0), (10, 1), (11, None),
+         (13, None)],
+        key=str,
+    )  # fmt: skip
+    assert by_element[(2, 1)]["_id"].endswith("-2-1") and by_element[(2, 1)]["_source"]["raw"] == "2"
+    assert "RejectedByElasticsearch" in by_element[(9, 2)]["_source"]["error"]
+    assert "event_id" in by_element[(10, 0)]["_source"]["error"]
+    assert "empty array" in by_element[(11, None)]["_source"]["error"]
+    dead = {offset: h["_source"] for (offset, element), h in by_element.items() if element is None}
     old_day = daily_index(es_prefix, DEAD_LETTER_FAMILY, old_ms / 1000)
     assert any(h["_index"] == old_day for h in search_all(es_url, alias_name(es_prefix, "dead_letter")))
     assert "JSONDecodeError" in dead[0]["error"] and dead[0]["raw"] == "not json at all"
     assert "episode_return" in dead[3]["error"] and "'high'" in dead[3]["error"]
     assert "RejectedByElasticsearch" in dead[8]["error"]
+    assert dead[13]["raw"] == "old and broken"
 
 
 @pytest.mark.slow  # restarts a Kafka broker

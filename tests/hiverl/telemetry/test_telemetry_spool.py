@@ -7,19 +7,26 @@ from pathlib import Path
 
 import pytest
 
-from hiverl.telemetry.spool import Spool, SpoolLockedError
+from hiverl.telemetry.records import decode_events
+from hiverl.telemetry.spool import Record, Spool, SpoolLockedError
 
 
-def records(start: int, stop: int) -> list[tuple[str, bytes, bytes]]:
-    return [("t", b"s/0", b'{"seq":%d}' % i) for i in range(start, stop)]
+def records(start: int, stop: int, per_record: int = 1) -> list[Record]:
+    """Records of events ``{"seq": start}`` … ``{"seq": stop - 1}``, ``per_record`` events each."""
+    out = []
+    for first in range(start, stop, per_record):
+        seqs = range(first, min(first + per_record, stop))
+        value = b",".join(b'{"seq":%d}' % i for i in seqs)
+        out.append(Record("t", b"s/0", value if len(seqs) == 1 else b"[%s]" % value, len(seqs)))
+    return out
 
 
 def drain(spool: Spool, chunk: int = 7) -> list[int]:
     out: list[int] = []
     while spool.pending:
         batch, position = spool.peek(chunk)
-        out += [int(v.split(b":")[1].rstrip(b"}")) for _, _, v in batch]
-        spool.commit(position, len(batch))
+        out += [event["seq"] for record in batch for event in decode_events(record.value)]
+        spool.commit(position, batch)
     return out
 
 
@@ -38,7 +45,7 @@ def test_undelivered_records_survive_reopening(tmp_path: Path) -> None:
     spool = Spool(tmp_path, max_bytes=100_000, segment_bytes=200)
     spool.append(records(0, 30))
     batch, position = spool.peek(12)
-    spool.commit(position, len(batch))
+    spool.commit(position, batch)
     batch, _ = spool.peek(5)  # peeked, never committed: must come again
     spool.close()
     with (tmp_path / sorted(p.name for p in tmp_path.glob("*.seg"))[-1]).open("ab") as f:
@@ -79,3 +86,32 @@ def test_a_reopened_spool_appends_behind_what_it_holds(tmp_path: Path) -> None:
     reopened = Spool(tmp_path, max_bytes=100_000, segment_bytes=10_000)
     reopened.append(records(5, 8))
     assert drain(reopened) == list(range(8))
+
+
+def test_events_are_counted_in_records_of_several(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool = Spool(tmp_path, max_bytes=100_000, segment_bytes=300)
+    spool.append(records(0, 95, per_record=10))  # 10 records, the last of 5 events
+    assert spool.pending == 95
+    batch, position = spool.peek(3)
+    spool.commit(position, batch)
+    assert spool.pending == 65
+    spool.close()
+    reopened = Spool(tmp_path, max_bytes=100_000, segment_bytes=300)  # counted again from the lines
+    assert reopened.pending == 65
+    with caplog.at_level(logging.WARNING):
+        reopened.append(records(95, 1095, per_record=10))
+        reopened.max_bytes = 2000
+        reopened.append(records(1095, 1105, per_record=10))
+    assert reopened.dropped_total > 0
+    assert reopened.dropped_total + reopened.pending == 1105 - 30
+    kept = drain(reopened)
+    assert kept == list(range(1105 - len(kept), 1105))
+
+
+def test_a_line_of_an_older_spool_is_one_event(tmp_path: Path) -> None:
+    (tmp_path / "000000000001.seg").write_bytes(b't\ts/0\t{"seq":0}\nt\ts/0\t{"seq":1}\n')
+    spool = Spool(tmp_path, max_bytes=100_000, segment_bytes=300)
+    assert spool.pending == 2
+    spool.append(records(2, 6, per_record=2))
+    assert spool.pending == 6
+    assert drain(spool, chunk=2) == list(range(6))

@@ -4,7 +4,6 @@ user's defaults (archive database, topics, indices, Redis keys) untouched."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
+from hiverl.telemetry.records import decode_events
 from hiverl.telemetry.schema import DEFAULT_INDEX_PREFIX, alias_name
 
 REPO = Path(__file__).resolve().parents[3]
@@ -64,7 +64,7 @@ def _sessions_written_since(bootstrap: str, offsets: dict[Any, int]) -> set[str]
             consumer.assign([tp])
             consumer.seek(tp, start)
             for record in consumer:
-                sessions.add(json.loads(record.value).get("session_id"))
+                sessions.update(event.get("session_id") for event in decode_events(record.value))
                 if record.offset >= end - 1:
                     break
     finally:
