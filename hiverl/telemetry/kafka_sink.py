@@ -41,8 +41,8 @@ from typing import Any, Self
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
 from hiverl.telemetry.admin import ensure_topics
 from hiverl.telemetry.config import TelemetryConfig
-from hiverl.telemetry.records import event_key, split_into_records
-from hiverl.telemetry.spool import Record, Spool, SpoolLockedError
+from hiverl.telemetry.records import Record, pack_records
+from hiverl.telemetry.spool import Spool, SpoolLockedError
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,6 @@ class KafkaSink:
         self._producer: Any = None
         self._offline = False  # the last attempt to reach Kafka failed
         self._topics_ready = False
-        self._partitions: dict[tuple[str, bytes], int] = {}
-        self._partition_counts: dict[str, int] = {}
         self._next_probe = 0.0
         self._backoff_s = 0.5
         self._id_prefix = uuid.uuid4().hex[:16] + "-"
@@ -238,7 +236,7 @@ class KafkaSink:
                 failed = self._deliver(records)
                 self._spool.append(failed)
                 if failed:
-                    self._went_offline(f"{len(failed)} of {len(records)} events not acknowledged")
+                    self._went_offline(f"{len(failed)} of {len(records)} records not acknowledged")
             elif records:
                 self._spool.append(records)
             self._unsettled = []
@@ -252,25 +250,17 @@ class KafkaSink:
                 return
 
     def _records(self, batch: Sequence[tuple[str, dict[str, Any]]]) -> list[Record]:
-        """Stamp ``batch``'s events and pack them into records: one key's events share records, in
-        order (keys first seen first)."""
-        by_key: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        """Stamp ``batch``'s events (``event_id``; producer health on stats events) and pack them."""
         prefix, seq = self._id_prefix, self._next_seq
-        for topic, event in batch:
+        for _, event in batch:
             event["event_id"] = prefix + str(seq)
             seq += 1
             if event.get("event_type") in STATS_EVENT_TYPES:
                 event["telemetry_dropped_total"] = self._queue_dropped + self._spool.dropped_total
                 event["telemetry_spooled"] = self._spool.pending
-            # what event_key() reads, without building the key for every event
-            group = (topic, event.get("session_id"), event.get("worker_index"), event.get("worker_id"))
-            by_key.setdefault(group, []).append(event)
         self._next_seq = seq
-        return [
-            Record(self.config.kafka_topic(group[0]), event_key(events[0]), value, n)
-            for group, events in by_key.items()
-            for value, n in split_into_records(events, self.config.events_per_record)
-        ]
+        records = pack_records(batch, self.config.events_per_record)
+        return [r._replace(topic=self.config.kafka_topic(r.topic)) for r in records]
 
     def _connected(self) -> bool:
         """A producer exists, or creating one (and the topics) succeeds; probes at most once per backoff."""
@@ -328,8 +318,6 @@ class KafkaSink:
         )
         producer, self._producer = self._producer, None
         self._offline = True
-        self._partitions.clear()
-        self._partition_counts.clear()
         if producer is not None:  # a fresh producer (new id, new sequences) after the outage
             try:
                 producer.close(timeout=0)
@@ -343,8 +331,7 @@ class KafkaSink:
         failed_from = len(records)
         for i, (topic, key, value, _) in enumerate(records):
             try:
-                partition = self._partition(topic, key)
-                futures.append(self._producer.send(topic, value=value, key=key, partition=partition))
+                futures.append(self._producer.send(topic, value=value, key=key))  # murmur2(key) partition
             except Exception as exc:  # metadata or buffer timeout: Kafka is not answering
                 log.debug("send failed: %s", exc)
                 failed_from = i
@@ -371,23 +358,6 @@ class KafkaSink:
             self._delivered += sum(r.events for r in records) - sum(r.events for r in failed)
         return failed
 
-    def _partition(self, topic: str, key: bytes) -> int:
-        """Kafka's default partition for ``key`` (murmur2, as the Java client), cached: the pure
-        Python hash is a sizeable part of kafka-python's per-record cost."""
-        cached = self._partitions.get((topic, key))
-        if cached is None:
-            from kafka.partitioner.default import murmur2
-
-            count = self._partition_counts.get(topic)
-            if count is None:
-                count = len(self._producer.partitions_for(topic))
-                self._partition_counts[topic] = count
-            cached = (murmur2(key) & 0x7FFFFFFF) % count
-            if len(self._partitions) > 100_000:
-                self._partitions.clear()
-            self._partitions[(topic, key)] = cached
-        return cached
-
     def _drain_spool(self) -> None:
         while self._spool.pending and self._producer is not None:
             records, position = self._spool.peek(CHUNK)
@@ -398,7 +368,7 @@ class KafkaSink:
                 # Re-spool only what Kafka lacks (no duplicates); order across an outage is best effort.
                 self._spool.commit(position, records)
                 self._spool.append(failed)
-                self._went_offline(f"{len(failed)} spooled events not acknowledged")
+                self._went_offline(f"{len(failed)} spooled records not acknowledged")
                 return
             self._spool.commit(position, records)
             if self._queue:  # keep the in-memory queue moving behind the spool

@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import orjson
 
 #: A record's value is split (halved) until it is at most this many bytes, or holds a single event.
 MAX_RECORD_BYTES = 512 * 1024
+
+
+class Record(NamedTuple):
+    """A Kafka record to send: its topic, key and value, and how many events the value holds."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    events: int = 1
 
 
 def event_key(event: Mapping[str, Any]) -> bytes:
@@ -83,3 +92,18 @@ def decode_events(value: bytes) -> list[Any]:
     ``UnicodeDecodeError``) when the value is not JSON."""
     decoded = json.loads(value)
     return decoded if isinstance(decoded, list) else [decoded]
+
+
+def pack_records(batch: Iterable[tuple[str, Mapping[str, Any]]], max_events: int) -> list[Record]:
+    """``(topic, event)`` pairs as records: one key's events share records (at most ``max_events``
+    each), in order; keys in the order first seen."""
+    by_key: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for topic, event in batch:
+        # what event_key() reads, without building the key for every event
+        group = (topic, event.get("session_id"), event.get("worker_index"), event.get("worker_id"))
+        by_key.setdefault(group, []).append(event)
+    return [
+        Record(group[0], event_key(events[0]), value, n)
+        for group, events in by_key.items()
+        for value, n in split_into_records(events, max_events)
+    ]

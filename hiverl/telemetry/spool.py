@@ -20,18 +20,11 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO
+
+from hiverl.telemetry.records import Record
 
 log = logging.getLogger(__name__)
-
-
-class Record(NamedTuple):
-    """A Kafka record to send: its topic, key and value, and how many events the value holds."""
-
-    topic: str
-    key: bytes
-    value: bytes
-    events: int = 1
 
 
 def _parse_line(line: bytes) -> Record:
