@@ -135,6 +135,12 @@ def overhead(
     env.action_space.seed(0)
     obs, _ = env.reset(seed=0)
 
+    def publish(sink: KafkaSink, event_type: str, **fields: Any) -> float:
+        """Build and publish one event; returns the main thread's CPU s it took."""
+        before = time.thread_time()
+        sink.publish(topic, envelope(event_type, session_id="bench", worker_index=0, **fields))
+        return time.thread_time() - before
+
     def steps_block(sink: KafkaSink | None) -> tuple[float, float, int]:
         """(main thread CPU s of the steps, main thread CPU s building and publishing events, events)."""
         nonlocal obs
@@ -145,25 +151,17 @@ def overhead(
                 net(torch.as_tensor(obs).unsqueeze(0))
             obs, reward, terminated, truncated, _ = env.step(int(env.action_space.sample()))
             ret, length = ret + float(reward), length + 1
-            event = None
             if terminated or truncated:
                 obs, _ = env.reset()
                 if sink is not None:
-                    before = time.thread_time()
-                    event = envelope("episode", session_id="bench", worker_index=0, episode=episode,
-                                     episode_return=ret, episode_length=length, env_steps=step)  # fmt: skip
-                    sink.publish(topic, event)
-                    publish_cpu += time.thread_time() - before
+                    publish_cpu += publish(sink, "episode", episode=episode, episode_return=ret,
+                                           episode_length=length, env_steps=step)  # fmt: skip
                 events += 1
                 ret, length, episode = 0.0, 0, episode + 1
             if step % 100 == 0:
                 if sink is not None:
-                    before = time.thread_time()
-                    event = envelope("train_stats", session_id="bench", worker_index=0, env_steps=step,
-                                     loss=0.1, mean_q=1.0, epsilon=1.0, env_steps_per_s=1e4,
-                                     updates_per_s=1e3)  # fmt: skip
-                    sink.publish(topic, event)
-                    publish_cpu += time.thread_time() - before
+                    publish_cpu += publish(sink, "train_stats", env_steps=step, loss=0.1, mean_q=1.0,
+                                           epsilon=1.0, env_steps_per_s=1e4, updates_per_s=1e3)  # fmt: skip
                 events += 1
         return time.thread_time() - start - publish_cpu, publish_cpu, events
 

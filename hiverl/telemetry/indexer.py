@@ -29,6 +29,7 @@ from typing import Any
 from hiverl.telemetry.admin import ensure_topics
 from hiverl.telemetry.config import TelemetryConfig
 from hiverl.telemetry.elastic import ensure_templates
+from hiverl.telemetry.records import decode_events
 from hiverl.telemetry.schema import (
     DEAD_LETTER_FAMILY,
     FAMILIES,
@@ -192,14 +193,14 @@ class Indexer:
     def _actions(self, record: Any) -> list[_Action]:
         """The record's events as index actions (a record that is not JSON: one dead letter)."""
         try:
-            decoded = json.loads(record.value)
+            events = decode_events(record.value)
         except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             return [self._dead_letter(record, None, f"{exc.__class__.__name__}: {exc}")]
-        if not isinstance(decoded, list):
-            return [self._action(record, decoded, None)]
-        if not decoded:
+        if not events:
             return [self._dead_letter(record, None, "EventSchemaError: an empty array holds no event")]
-        return [self._action(record, event, i) for i, event in enumerate(decoded)]
+        if len(events) == 1:  # keyed by the record, as Logstash keys it, when it has no event_id
+            return [self._action(record, events[0], None)]
+        return [self._action(record, event, i) for i, event in enumerate(events)]
 
     def _action(self, record: Any, decoded: Any, element: int | None) -> _Action:
         family = self.family_by_topic[record.topic]
