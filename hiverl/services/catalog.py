@@ -113,9 +113,11 @@ class ElasticsearchSpec:
         ("discovery.type", "single-node"),
         ("xpack.security.enabled", "false"),
         ("action.destructive_requires_name", "false"),
-        ("cluster.routing.allocation.disk.watermark.low", "97%"),
-        ("cluster.routing.allocation.disk.watermark.high", "98%"),
-        ("cluster.routing.allocation.disk.watermark.flood_stage", "99%"),
+        # Free space in bytes, not a share: on a large disk 2 % free is still gigabytes, and a
+        # percentage would stop a dev node from allocating shards there.
+        ("cluster.routing.allocation.disk.watermark.low", "2gb"),
+        ("cluster.routing.allocation.disk.watermark.high", "1gb"),
+        ("cluster.routing.allocation.disk.watermark.flood_stage", "512mb"),
     )
 
 

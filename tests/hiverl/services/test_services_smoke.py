@@ -56,6 +56,19 @@ def test_elasticsearch_index_template_and_alias(es_url: str, es_prefix: str) -> 
         assert [h["_source"]["loss"] for h in hits] == [0.5]
 
 
+def test_elasticsearch_disk_watermarks_are_free_bytes_not_a_share(es_url: str) -> None:
+    """A nearly full large disk (2 % free is gigabytes) must not stop the node allocating shards."""
+    with httpx.Client(base_url=es_url, trust_env=False) as http:
+        nodes = http.get("/_nodes/settings", params={"flat_settings": "true"}).raise_for_status().json()
+    (node,) = nodes["nodes"].values()
+    prefix = "cluster.routing.allocation.disk.watermark."
+    assert {k: v for k, v in node["settings"].items() if k.startswith(prefix)} == {
+        f"{prefix}low": "2gb",
+        f"{prefix}high": "1gb",
+        f"{prefix}flood_stage": "512mb",
+    }
+
+
 def test_es_prefix_cleanup_removes_indices_and_templates(es_url: str) -> None:
     """Run the fixture's cleanup by hand on a namespace and check nothing is left."""
     import uuid
