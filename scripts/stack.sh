@@ -147,9 +147,20 @@ print(d.kafka_dist(), d.elasticsearch_dist(), d.ferretdb_binary())')
   build_local mongo hiverl-local/ferretdb:1.24.2 "$ferretdb" ferretdb
 }
 
+# Every fresh clone's `compose build` leaves a few GB of build cache behind; on a CI machine that
+# runs the stack test again and again that fills the disk (and a full disk stops Elasticsearch).
+# Below 20 GB free, trim the cache to its newest 10 GB.
+trim_build_cache() {
+  local free_kb
+  free_kb="$(df -Pk "$(docker info -f '{{.DockerRootDir}}')" | awk 'NR == 2 {print $4}')"
+  [ "${free_kb:-0}" -lt $((20 * 1024 * 1024)) ] || return 0
+  say "less than 20 GB free: trimming Docker's build cache to 10 GB"
+  docker builder prune -f --keep-storage 10gb > "$LOG_DIR/prune.log" 2>&1 || say "trimming failed; see $LOG_DIR/prune.log"
+}
+
 case "${1:-}" in
   engine) start_engine; install_compose ;;
-  images) start_engine; install_compose; local_images ;;
+  images) start_engine; install_compose; trim_build_cache; local_images ;;
   *) echo "usage: scripts/stack.sh engine|images" >&2; exit 2 ;;
 esac
 say "ready"
