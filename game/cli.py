@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -129,6 +130,9 @@ def train(
     if print_config:
         return
     redis_url = ensure_redis(console)
+    # Ctrl-C (and the dashboard's Stop, which sends SIGINT) must reach the trainer even when it was
+    # started with SIGINT ignored, as every background job of a shell script is.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     trainer = Trainer(
         resolved,
         redis_url=redis_url,
@@ -277,7 +281,6 @@ def evaluate(
 
 def _run_alone(role: Role, index: int, config: Path | None, assignments: list[str] | None) -> None:
     """Run one role of a hive in this process (one container per role; see compose.yaml)."""
-    import signal
     import threading
 
     from rich.console import Console

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -49,6 +50,12 @@ from hiverl.services import (
 pytest_plugins = ["pytester"]  # tests/hiverl/services checks that these fixtures fail, never skip
 
 Server = TypeVar("Server", bound=LocalServer)
+
+# A background job of a shell script starts with SIGINT ignored, and every process a test starts
+# would inherit that (a Stop sent before a child installs its own handler would be lost): the tests
+# run with a terminal's Ctrl-C whatever started them.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _unreachable(service: str, url: str, env_var: str, error: BaseException) -> NoReturn:

@@ -372,7 +372,10 @@ def test_redis_restart_mid_run_every_role_waits_and_reconnects(
     assert learner.updates > outage["updates"]
 
 
-def _train_cli(tmp_path: Path, redis_url: str, redis_prefix: str, *args: str) -> subprocess.Popen[str]:
+def _train_cli(
+    tmp_path: Path, redis_url: str, redis_prefix: str, *args: str, sigint_ignored: bool = False
+) -> subprocess.Popen[str]:
+    """``hiverl train`` in a subprocess; ``sigint_ignored``: started as a script's background job is."""
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(REPO)}
     command = [
         sys.executable, "-m", "hiverl.cli", "train", "--no-live", "--no-telemetry", "--no-archive",
@@ -384,8 +387,9 @@ def _train_cli(tmp_path: Path, redis_url: str, redis_prefix: str, *args: str) ->
         *args,
     ]  # fmt: skip
     return subprocess.Popen(
-        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
+    )  # fmt: skip
 
 
 def test_ctrl_c_checkpoints_and_resume_continues_counters(
@@ -396,7 +400,7 @@ def test_ctrl_c_checkpoints_and_resume_continues_counters(
         tmp_path, redis_url, redis_prefix,
         "--env", "CartPole-v1", "--actors", "2", "--steps", "1000000", "--session", session,
         "--set", "learner.min_size=500", "--set", "learner.sample_chunk=4",
-        "--set", "agent.hidden_sizes=[32]",
+        "--set", "agent.hidden_sizes=[32]", sigint_ignored=True,  # Ctrl-C must reach it all the same
     )  # fmt: skip
     events = tmp_path / "runs" / session / "events.jsonl"
     deadline = time.monotonic() + 240
