@@ -7,6 +7,7 @@ from collections.abc import Callable
 import httpx
 import redis
 
+from hiverl.services.catalog import CATALOG
 from tests.helpers.services import elasticsearch_check, kafka_check, mongo_check, redis_check
 
 
@@ -62,11 +63,10 @@ def test_elasticsearch_disk_watermarks_are_free_bytes_not_a_share(es_url: str) -
         nodes = http.get("/_nodes/settings", params={"flat_settings": "true"}).raise_for_status().json()
     (node,) = nodes["nodes"].values()
     prefix = "cluster.routing.allocation.disk.watermark."
-    assert {k: v for k, v in node["settings"].items() if k.startswith(prefix)} == {
-        f"{prefix}low": "2gb",
-        f"{prefix}high": "1gb",
-        f"{prefix}flood_stage": "512mb",
-    }
+    watermarks = {k: v for k, v in CATALOG.elasticsearch.settings if k.startswith(prefix)}
+    assert set(watermarks) == {f"{prefix}low", f"{prefix}high", f"{prefix}flood_stage"}
+    assert not any(value.endswith("%") for value in watermarks.values())
+    assert {k: v for k, v in node["settings"].items() if k.startswith(prefix)} == watermarks
 
 
 def test_es_prefix_cleanup_removes_indices_and_templates(es_url: str) -> None:
