@@ -129,6 +129,9 @@ def train(
     console.print(Syntax(resolved.to_yaml(), "yaml", theme="ansi_dark", background_color="default"))
     if print_config:
         return
+    from hiverl.threads import limit_threads
+
+    limit_threads(resolved.torch_threads)  # this process runs the monitor and indexer threads
     redis_url = ensure_redis(console)
     # Ctrl-C (and the dashboard's Stop, which sends SIGINT) must reach the trainer even when it was
     # started with SIGINT ignored, as every background job of a shell script is.

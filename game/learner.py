@@ -68,7 +68,6 @@ class Learner(RoleProcess):
     ) -> None:
         super().__init__(context, sink, on_status=on_status, on_outage=on_outage, should_stop=should_stop)
         config = self.config = self.hive
-        torch.set_num_threads(config.torch_threads)
         seed = config.role_seed("learner")
         self.rng = np.random.default_rng(seed)
         random.seed(seed)

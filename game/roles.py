@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 from game.hive_memory import retrying
 from hiverl.config import SessionConfig, config_from_dict
 from hiverl.events import TRAINING_LOG_TOPIC, EventSink, FanoutSink, envelope
+from hiverl.threads import limit_threads, thread_counts
 
 Role = Literal["learner", "actor", "evaluator"]
 PLAYER_NICENESS = 5  # scheduling priority of actors and the evaluator below the learner
@@ -120,6 +121,7 @@ class RoleProcess:
     ) -> None:
         self.context = context
         self.hive = context.settings()
+        limit_threads(self.hive.torch_threads)  # before the role's first tensor op
         self.index = context.index if self.role == "actor" else 0
         self.sink = sink
         self.on_status = on_status or (lambda _kind, _payload: None)
@@ -135,6 +137,10 @@ class RoleProcess:
     def _retry(self, call: Callable[[], T]) -> T:
         """``call()``, waiting out Redis outages (see :func:`game.hive_memory.retrying`)."""
         return retrying(call, self._stopping, self.on_outage)
+
+    def announce(self) -> None:
+        """The ``started`` event: this process's id and the threads it runs with (measured)."""
+        self._event("started", pid=os.getpid(), **thread_counts())
 
     def _event(self, event_type: str, **fields: Any) -> None:
         self.sink.publish(
@@ -168,6 +174,7 @@ def run_in_process(
             learner = Learner(
                 context, sink, on_status=on_status, on_outage=on_outage, should_stop=should_stop
             )
+            learner.announce()
             # A solo hive (no actors): the learner's process plays too, with the online network itself.
             solo = (
                 Actor(
@@ -186,6 +193,7 @@ def run_in_process(
             from game.actor import Actor
 
             actor = Actor(context, sink, on_outage=on_outage, should_stop=should_stop)
+            actor.announce()
             try:
                 on_status("started", {"env_steps": 0})
                 actor.run()
@@ -198,6 +206,7 @@ def run_in_process(
             evaluator = Evaluator(
                 context, sink, on_status=on_status, on_outage=on_outage, should_stop=should_stop
             )
+            evaluator.announce()
             try:
                 evaluator.run()
             finally:

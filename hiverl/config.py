@@ -125,7 +125,12 @@ class SessionConfig(BaseSettings):
     actor_device: str = Field(
         default="cpu", description="Device the actors play on (auto, cpu, cuda, cuda:N)."
     )
-    torch_threads: int = Field(default=1, ge=1, description="Torch intra-op threads per process.")
+    torch_threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Threads of each hive process (torch intra- and inter-op, OpenMP, BLAS, OpenCV).",
+    )
     stats_interval_s: float = Field(default=1.0, gt=0.0, description="Seconds between train_stats events.")
     max_restarts: int = Field(default=3, ge=0, description="Restarts of a crashed process before giving up.")
     session_id: str | None = Field(default=None, pattern=SESSION_ID_PATTERN, description="Default: new id.")

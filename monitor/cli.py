@@ -32,8 +32,10 @@ def monitor(
     from hiverl.endpoints import Endpoints, redact
     from hiverl.events import MEMORY_MONITORING_TOPIC, EventSink, FanoutSink, JsonlSink
     from hiverl.telemetry.kafka_sink import KafkaSink
+    from hiverl.threads import limit_threads
     from monitor.service import MemoryMonitor, MemorySource, MonitorSettings
 
+    limit_threads(1)  # a poller: one thread of each pool is plenty, the cores are the hive's
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # outages are reported by us
     settings = MonitorSettings(

@@ -40,10 +40,12 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "episode": TRAINING_LOG_TOPIC,
     "train_stats": TRAINING_LOG_TOPIC,
     "eval": TRAINING_LOG_TOPIC,
+    "started": TRAINING_LOG_TOPIC,
     "memory_stats": MEMORY_MONITORING_TOPIC,
 }
 
-_ALL = ("episode", "train_stats", "eval", "memory_stats")
+_ALL = ("episode", "train_stats", "eval", "started", "memory_stats")
+_STARTED = ("started",)
 _TRAINING = ("episode", "train_stats")
 _EVAL = ("eval",)
 _MEMORY = ("memory_stats",)
@@ -68,7 +70,9 @@ class Field:
 FIELDS: Final[tuple[Field, ...]] = (
     # -- envelope (every event) -----------------------------------------------------------------
     Field("schema_version", "integer", "-", "event schema version", _ALL, required=True),
-    Field("event_type", "keyword", "-", "episode, train_stats, eval or memory_stats", _ALL, required=True),
+    Field(
+        "event_type", "keyword", "-", "episode, train_stats, eval, started, memory_stats", _ALL, required=True
+    ),
     Field("event_time", "double", "s", "when the event happened, Unix epoch seconds", _ALL, required=True),
     Field(TIMESTAMP_FIELD, "date", "ms", "event_time as a date, added at indexing time", _ALL),
     Field("session_id", "keyword", "-", "session the event belongs to (Kafka key part)", _ALL, required=True),
@@ -137,7 +141,7 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("redis_connected_clients", "integer", "-", "Redis INFO connected_clients", _MEMORY),
     # -- producer health (added by the Kafka sink to periodic stats events) ----------------------
     # -- the learner/actor hive: role, weights, rate limiter, evaluator ---------------------------
-    Field("role", "keyword", "-", "learner, actor or evaluator", _TRAINING + _EVAL),
+    Field("role", "keyword", "-", "learner, actor or evaluator", _TRAINING + _EVAL + _STARTED),
     Field(
         "weights_version",
         "long",
@@ -161,6 +165,13 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("solved_return", "double", "reward", "mean return that counts as solved", _EVAL),
     Field("telemetry_dropped_total", "long", "events", "events the producer dropped (spool full)", _STATS),
     Field("telemetry_spooled", "long", "events", "events waiting in the producer's disk spool", _STATS),
+    # -- training_log: started (one per role process, its thread budget as measured) -------------
+    Field("pid", "long", "-", "operating-system id of the role's process", _STARTED),
+    Field("torch_threads", "integer", "threads", "torch intra-op threads the process runs with", _STARTED),
+    Field("torch_interop_threads", "integer", "threads", "torch inter-op threads", _STARTED),
+    Field("blas_threads", "integer", "threads", "largest BLAS/OpenMP pool (threadpoolctl)", _STARTED),
+    Field("cv2_threads", "integer", "threads", "OpenCV threads (-1: OpenCV not installed)", _STARTED),
+    Field("os_threads", "integer", "threads", "every thread of the process when it started", _STARTED),
 )
 
 FIELDS_BY_NAME: Final[dict[str, Field]] = {f.name: f for f in FIELDS}
