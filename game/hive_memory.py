@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections import deque
@@ -83,18 +82,14 @@ def open_memory(
 
 
 def split_batch(batch: SampledBatch, parts: int) -> list[SampledBatch]:
-    """Cut a SampledBatch of parts*B rows into ``parts`` SampledBatches of B rows.
+    """Cut a SampledBatch of parts*B rows into ``parts`` SampledBatches of B rows (sharing its frames).
 
     Importance weights are normalised over the whole memory, so a slice keeps them exact.
     """
     if parts == 1:
         return [batch]
-    size = len(batch.indices) // parts
-    columns = {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
-    return [
-        SampledBatch(**{name: value[i * size : (i + 1) * size] for name, value in columns.items()})
-        for i in range(parts)
-    ]
+    size = len(batch) // parts
+    return [batch.rows(i * size, (i + 1) * size) for i in range(parts)]
 
 
 class SampleFetcher:

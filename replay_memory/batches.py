@@ -47,8 +47,17 @@ class TransitionBatch:
 class SampledBatch:
     """B transitions drawn with probability P(i) = p_i^alpha / sum_k p_k^alpha.
 
+    Observations come as the batch's unique frames and, per row, which frames make its observation:
+    ``obs = frames[obs_frames].reshape(B, *obs_shape)`` (:attr:`obs`, :attr:`next_obs`). A frame
+    stack's ``obs`` and ``next_obs`` share most of their frames, so a learner moves each unique frame
+    once (to its GPU, say) and stacks them there; a flat observation (CartPole's) is one frame.
+
     Attributes:
-        obs, next_obs: ``[B, *shape]`` in the spec dtype.
+        frames: ``[F, *frame_shape]`` in the spec dtype (``frame_shape`` is ``shape[1:]`` for a
+            frame stack, ``shape`` for a flat observation).
+        obs_frames, next_obs_frames: ``[B, C]`` int64 rows of ``frames`` (C = ``shape[0]`` for a
+            frame stack, 1 for a flat observation).
+        obs_shape: ``shape`` of one observation.
         actions: ``[B]`` int64. rewards: ``[B]`` float32. discounts: ``[B]`` float32 (0 where terminated).
         weights: ``[B]`` float32 importance weights ``(N P(i))^-beta / max_j w_j`` (max over the memory).
         indices: ``[B]`` int64 global slot ids (``shard * shard_capacity + slot``).
@@ -56,10 +65,12 @@ class SampledBatch:
         probabilities: ``[B]`` float64 P(i) at sampling time.
     """
 
-    obs: np.ndarray
+    frames: np.ndarray
+    obs_frames: np.ndarray
+    next_obs_frames: np.ndarray
+    obs_shape: tuple[int, ...]
     actions: np.ndarray
     rewards: np.ndarray
-    next_obs: np.ndarray
     discounts: np.ndarray
     weights: np.ndarray
     indices: np.ndarray
@@ -68,6 +79,47 @@ class SampledBatch:
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    @property
+    def obs(self) -> np.ndarray:
+        """``[B, *obs_shape]`` observations at t (stacked from :attr:`frames`: a copy)."""
+        return self.frames[self.obs_frames].reshape(len(self), *self.obs_shape)
+
+    @property
+    def next_obs(self) -> np.ndarray:
+        """``[B, *obs_shape]`` observations at t+n (a copy)."""
+        return self.frames[self.next_obs_frames].reshape(len(self), *self.obs_shape)
+
+    def rows(self, start: int, stop: int) -> SampledBatch:
+        """Rows ``start:stop`` as a batch of their own (the frames are shared, not copied)."""
+        per_row = {name: getattr(self, name)[start:stop] for name in ROW_FIELDS}
+        return SampledBatch(frames=self.frames, obs_shape=self.obs_shape, **per_row)
+
+
+#: The per-row columns of a :class:`SampledBatch` (everything but ``frames`` and ``obs_shape``).
+ROW_FIELDS = (
+    "obs_frames",
+    "next_obs_frames",
+    "actions",
+    "rewards",
+    "discounts",
+    "weights",
+    "indices",
+    "generations",
+    "probabilities",
+)
+
+
+def concat_rows(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Decoded rows of several calls as one set of columns: the frames joined, each part's frame
+    indices shifted past the frames before it."""
+    if len(parts) == 1:
+        return parts[0]
+    offsets = np.cumsum([0] + [len(p["frames"]) for p in parts[:-1]])
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if not k.endswith("_frames")}
+    for key in ("obs_frames", "next_obs_frames"):
+        out[key] = np.concatenate([p[key] + offset for p, offset in zip(parts, offsets, strict=True)])
+    return out
 
 
 @dataclass

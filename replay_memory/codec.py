@@ -167,28 +167,18 @@ def parse_transition(payload: bytes, spec: ObservationSpec) -> pb.Transition:
     return t
 
 
-def decode_observations(
-    t: pb.Transition, spec: ObservationSpec, out: tuple[np.ndarray, np.ndarray] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(obs, next_obs)`` of one parsed transition; raises InvalidTransitionError on bad data.
-
-    With ``out``, the observations are written into those two ``spec.shape`` arrays.
-    """
+def decode_observations(t: pb.Transition, spec: ObservationSpec) -> tuple[np.ndarray, np.ndarray]:
+    """``(obs, next_obs)`` of one parsed transition; raises InvalidTransitionError on bad data."""
     dtype = np.dtype(spec.dtype)
     if t.obs.codec == pb.CODEC_RAW:
         if len(t.obs.data) != spec.nbytes or len(t.next_obs.data) != spec.nbytes:
             raise InvalidTransitionError(
                 "obs.data", f"{len(t.obs.data)}/{len(t.next_obs.data)} bytes", f"expected {spec.nbytes}"
             )
-        pair = (
+        return (
             np.frombuffer(t.obs.data, dtype).reshape(spec.shape),
             np.frombuffer(t.next_obs.data, dtype).reshape(spec.shape),
         )
-        if out is None:
-            return pair
-        out[0][...] = pair[0]
-        out[1][...] = pair[1]
-        return out
     if t.obs.codec == pb.CODEC_ZSTD_SHARED_FRAMES:
         try:
             raw = _decompressor.decompress(t.obs.data, max_output_size=2 * spec.nbytes)
@@ -196,47 +186,34 @@ def decode_observations(
             raise InvalidTransitionError(
                 "obs.data", f"{len(t.obs.data)} bytes", f"not zstd data ({e})"
             ) from e
-        return _place_frames(raw, t, spec, out)
+        frames = np.frombuffer(raw, dtype).reshape(-1, *spec.shape[1:])
+        _check_frame_indices(t, spec, len(raw))
+        return frames[list(t.obs.frame_indices)], frames[list(t.next_obs.frame_indices)]
     raise InvalidTransitionError("obs.codec", t.obs.codec, "CODEC_RAW or CODEC_ZSTD_SHARED_FRAMES")
 
 
-def _place_frames(
-    raw: bytes | memoryview,
-    t: pb.Transition,
-    spec: ObservationSpec,
-    out: tuple[np.ndarray, np.ndarray] | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Build ``(obs, next_obs)`` from a transition's decompressed unique frames (checked first)."""
-    dtype = np.dtype(spec.dtype)
+def _check_frame_indices(t: pb.Transition, spec: ObservationSpec, raw_bytes: int) -> int:
+    """The number of unique frames in ``raw_bytes`` of decompressed data, checked against the
+    transition's frame indices (InvalidTransitionError when they do not fit)."""
     frame_bytes = spec.nbytes // spec.shape[0]
-    n_frames = len(raw) // frame_bytes
+    n_frames = raw_bytes // frame_bytes
     oi, ni = t.obs.frame_indices, t.next_obs.frame_indices
     if (
-        len(raw) % frame_bytes
+        raw_bytes % frame_bytes
         or len(oi) != spec.shape[0]
         or len(ni) != spec.shape[0]
         or max(*oi, *ni) >= n_frames
     ):
         raise InvalidTransitionError("obs.frame_indices", [*oi, *ni], f"{n_frames} unique frames decoded")
-    frames = np.frombuffer(raw, dtype).reshape(n_frames, *spec.shape[1:])
-    if out is None:
-        return frames[list(oi)], frames[list(ni)]
-    for dst, indices in zip(out, (oi, ni), strict=True):
-        first = indices[0]
-        if list(indices) == list(range(first, first + len(indices))):
-            dst[...] = frames[first : first + len(indices)]  # the usual case: one copy
-        else:
-            for k, fi in enumerate(indices):  # a few frame copies beat fancy indexing here
-                dst[k] = frames[fi]
-    return out
+    return n_frames
 
 
 def _decompress_many(blobs: list[bytes], max_size: int) -> list[bytes | memoryview | None]:
     """Decompress many zstd frames; ``None`` where one is corrupt.
 
-    Decompressing is most of the cost of sampling frame stacks (~50 KB out per transition), so a
-    batch is decompressed by zstd's C threads, outside the GIL, when it is large enough to pay for
-    them; a batch with a bad frame falls back to one frame at a time to find it.
+    Decompressing is much of the cost of sampling frame stacks, so a batch is decompressed by zstd's
+    C threads, outside the GIL, when it is large enough to pay for them; a batch with a bad frame
+    falls back to one frame at a time to find it.
     """
     if len(blobs) >= PARALLEL_DECODE_MIN_ROWS and DECODE_THREADS > 1:
         try:
@@ -255,78 +232,85 @@ def _decompress_many(blobs: list[bytes], max_size: int) -> list[bytes | memoryvi
     return out
 
 
+def _parse_rows(
+    payloads: Sequence[bytes | None], spec: ObservationSpec
+) -> tuple[list[tuple[int, pb.Transition]], list[int]]:
+    """Parse every payload; ``(index, transition)`` of the ones of this memory's spec, and the rest."""
+    expected = pb.CODEC_ZSTD_SHARED_FRAMES if spec.is_frame_stack else pb.CODEC_RAW
+    parsed: list[tuple[int, pb.Transition]] = []
+    bad: list[int] = []
+    for i, payload in enumerate(payloads):
+        try:
+            if payload is None:
+                raise InvalidTransitionError("payload", None, "missing")
+            t = pb.Transition.FromString(payload)
+            o, nx = t.obs, t.next_obs
+            if o.codec != expected or nx.codec != expected:
+                raise InvalidTransitionError("obs.codec", o.codec, "not this memory's codec")
+            if spec.is_frame_stack:
+                if o.dtype != spec.dtype or tuple(o.shape) != spec.shape:
+                    raise InvalidTransitionError("obs", None, "not this memory's spec")
+            elif len(o.data) != spec.nbytes or len(nx.data) != spec.nbytes:
+                raise InvalidTransitionError("obs", None, "raw observation of the wrong size")
+        except Exception:
+            bad.append(i)
+            continue
+        parsed.append((i, t))
+    return parsed, bad
+
+
+def _frame_stack_rows(
+    parsed: list[tuple[int, pb.Transition]], spec: ObservationSpec, bad: list[int]
+) -> tuple[list[pb.Transition], np.ndarray, np.ndarray, np.ndarray]:
+    """Decompress the rows at once; their unique frames joined, and each row's frame indices into
+    them. Rows whose data does not decode are added to ``bad``."""
+    raws = _decompress_many([t.obs.data for _, t in parsed], 2 * spec.nbytes)
+    good: list[pb.Transition] = []
+    pieces: list[bytes | memoryview] = []
+    indices: list[list[int]] = []
+    offset = 0
+    for (i, t), raw in zip(parsed, raws, strict=True):
+        try:
+            if raw is None:
+                raise InvalidTransitionError("obs.data", None, "not zstd data")
+            n_frames = _check_frame_indices(t, spec, len(raw))
+        except Exception:
+            bad.append(i)
+            continue
+        indices.append([offset + k for k in (*t.obs.frame_indices, *t.next_obs.frame_indices)])
+        pieces.append(raw)
+        offset += n_frames
+        good.append(t)
+    # One copy into a writable buffer: torch can then take the frames without another one.
+    frames = np.frombuffer(bytearray().join(pieces), spec.dtype).reshape(offset, *spec.shape[1:])
+    both = np.array(indices, dtype=np.int64).reshape(len(good), 2 * spec.shape[0])
+    return good, frames, both[:, : spec.shape[0]], both[:, spec.shape[0] :]
+
+
 def decode_rows(
     payloads: Sequence[bytes | None], spec: ObservationSpec
 ) -> tuple[dict[str, np.ndarray], list[int]]:
-    """Decodes sampled payloads into stacked arrays; returns ``(arrays, bad_rows)``.
+    """Decodes sampled payloads into the columns of a :class:`SampledBatch`; returns
+    ``(arrays, bad_rows)``. Rows that are missing or corrupt are listed in ``bad_rows`` and left out.
 
-    Rows that are missing or corrupt are listed in ``bad_rows`` and left out of the arrays.
+    Observations come as unique ``frames`` and each row's ``obs_frames`` / ``next_obs_frames``
+    (see :class:`SampledBatch`): a frame stack's unique frames are decompressed once and never
+    stacked here; a flat observation is one frame.
     """
-    good: list[pb.Transition] = []
-    bad: list[int] = []
-    dtype = np.dtype(spec.dtype)
+    parsed, bad = _parse_rows(payloads, spec)
     if spec.is_frame_stack:
-        # frame stacks: parse every row, decompress the batch at once, place frames into the arrays
-        parsed: list[tuple[int, pb.Transition]] = []
-        for i, payload in enumerate(payloads):
-            try:
-                if payload is None:
-                    raise InvalidTransitionError("payload", None, "missing")
-                t = pb.Transition.FromString(payload)
-                if (
-                    t.obs.dtype != spec.dtype
-                    or tuple(t.obs.shape) != spec.shape
-                    or t.obs.codec != pb.CODEC_ZSTD_SHARED_FRAMES
-                ):
-                    raise InvalidTransitionError("obs", None, "not this memory's spec")
-            except Exception:
-                bad.append(i)
-                continue
-            parsed.append((i, t))
-        raws = _decompress_many([t.obs.data for _, t in parsed], 2 * spec.nbytes)
-        obs = np.empty((len(parsed), *spec.shape), dtype)
-        next_obs = np.empty_like(obs)
-        for (i, t), raw in zip(parsed, raws, strict=True):
-            try:
-                if raw is None:
-                    raise InvalidTransitionError("obs.data", None, "not zstd data")
-                n = len(good)
-                _place_frames(raw, t, spec, (obs[n], next_obs[n]))
-            except Exception:
-                bad.append(i)
-                continue
-            good.append(t)
+        good, frames, obs_frames, next_obs_frames = _frame_stack_rows(parsed, spec, bad)
         bad.sort()
-        obs, next_obs = obs[: len(good)], next_obs[: len(good)]
     else:
-        # small float observations: join the raw bytes, one frombuffer per batch
-        nbytes = spec.nbytes
-        obs_bytes: list[bytes] = []
-        next_bytes: list[bytes] = []
-        for i, payload in enumerate(payloads):
-            try:
-                if payload is None:
-                    raise InvalidTransitionError("payload", None, "missing")
-                t = pb.Transition.FromString(payload)
-                o, nx = t.obs, t.next_obs
-                if (
-                    len(o.data) != nbytes
-                    or len(nx.data) != nbytes
-                    or o.codec != pb.CODEC_RAW
-                    or nx.codec != pb.CODEC_RAW
-                ):
-                    raise InvalidTransitionError("obs", None, "raw observation of the wrong size")
-            except Exception:
-                bad.append(i)
-                continue
-            obs_bytes.append(o.data)
-            next_bytes.append(nx.data)
-            good.append(t)
-        obs = np.frombuffer(b"".join(obs_bytes), dtype).reshape(len(good), *spec.shape)
-        next_obs = np.frombuffer(b"".join(next_bytes), dtype).reshape(len(good), *spec.shape)
+        good = [t for _, t in parsed]
+        joined = bytearray().join([t.obs.data for t in good] + [t.next_obs.data for t in good])
+        frames = np.frombuffer(joined, spec.dtype).reshape(2 * len(good), *spec.shape)
+        obs_frames = np.arange(len(good), dtype=np.int64)[:, None]
+        next_obs_frames = obs_frames + len(good)
     arrays = {
-        "obs": obs,
-        "next_obs": next_obs,
+        "frames": frames,
+        "obs_frames": obs_frames,
+        "next_obs_frames": next_obs_frames,
         "actions": np.fromiter((t.discrete_action for t in good), np.int64, len(good)),
         "rewards": np.fromiter((t.reward for t in good), np.float32, len(good)),
         "discounts": np.fromiter((t.discount for t in good), np.float32, len(good)),

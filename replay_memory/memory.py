@@ -20,7 +20,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from proto.hiverl.v1 import transition_pb2 as pb
-from replay_memory.batches import MemoryStats, SampledBatch, TransitionBatch
+from replay_memory.batches import MemoryStats, SampledBatch, TransitionBatch, concat_rows
 from replay_memory.codec import check_priorities, decode_rows, encode_batch, parse_transition, validate_batch
 from replay_memory.config import MemoryConfig
 from replay_memory.errors import (
@@ -233,13 +233,15 @@ class ReplayMemory:
             parts.append(self._sample_once(missing, rng, strict=False))
             missing -= len(parts[-1]["indices"])
         min_mass = min(float(p.pop("min_mass")) for p in parts)
-        cat = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        cat = concat_rows(parts)
         weights = (min_mass / cat["masses"]) ** beta
         return SampledBatch(
-            obs=cat["obs"],
+            frames=cat["frames"],
+            obs_frames=cat["obs_frames"],
+            next_obs_frames=cat["next_obs_frames"],
+            obs_shape=self.config.observation.shape,
             actions=cat["actions"],
             rewards=cat["rewards"],
-            next_obs=cat["next_obs"],
             discounts=cat["discounts"],
             weights=weights.astype(np.float32),
             indices=cat["indices"],
@@ -309,7 +311,7 @@ class ReplayMemory:
                 probabilities=probabilities,
             )
             rows.append(arrays)
-        out = rows[0] if len(rows) == 1 else {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+        out = concat_rows(rows)
         out["min_mass"] = np.array(min_mass)
         return out
 

@@ -66,6 +66,14 @@ def test_atari_round_trip_and_size(make_memory: MakeMemory, pong_stacks: np.ndar
     assert per_transition < pong_stacks[0].nbytes * 2 / 50  # >50x smaller than the raw pair
 
 
+def stacks(arrays: dict[str, np.ndarray], spec: ObservationSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded columns' observations, stacked from their unique frames."""
+    rows = len(arrays["actions"])
+    return tuple(  # type: ignore[return-value]
+        arrays["frames"][arrays[key]].reshape(rows, *spec.shape) for key in ("obs_frames", "next_obs_frames")
+    )
+
+
 @pytest.mark.parametrize("threads", [1, 4])
 def test_batch_decode_drops_only_the_corrupt_row(
     pong_stacks: np.ndarray, threads: int, monkeypatch: pytest.MonkeyPatch
@@ -81,8 +89,11 @@ def test_batch_decode_drops_only_the_corrupt_row(
     assert len(payloads) >= codec.PARALLEL_DECODE_MIN_ROWS
     clean, none_bad = codec.decode_rows(payloads, spec)
     assert none_bad == []
-    np.testing.assert_array_equal(clean["obs"], batch.obs)
-    np.testing.assert_array_equal(clean["next_obs"], batch.next_obs)
+    obs, next_obs = stacks(clean, spec)
+    np.testing.assert_array_equal(obs, batch.obs)
+    np.testing.assert_array_equal(next_obs, batch.next_obs)
+    # Each row's unique frames are decoded once: 8 per row at most, 7 here (n=3 shares one).
+    assert len(clean["frames"]) < 8 * len(batch)
 
     broken = pb.Transition.FromString(payloads[7])  # type: ignore[arg-type]
     broken.obs.data = b"\x28\xb5\x2f\xfd not really zstd"
@@ -93,6 +104,7 @@ def test_batch_decode_drops_only_the_corrupt_row(
 
     assert bad == [7, 20]
     keep = [i for i in range(len(payloads)) if i not in bad]
-    np.testing.assert_array_equal(arrays["obs"], batch.obs[keep])
-    np.testing.assert_array_equal(arrays["next_obs"], batch.next_obs[keep])
+    obs, next_obs = stacks(arrays, spec)
+    np.testing.assert_array_equal(obs, batch.obs[keep])
+    np.testing.assert_array_equal(next_obs, batch.next_obs[keep])
     np.testing.assert_array_equal(arrays["actions"], batch.actions[keep])
