@@ -68,9 +68,10 @@ def test_atari_round_trip_and_size(make_memory: MakeMemory, pong_stacks: np.ndar
 
 def stacks(arrays: dict[str, np.ndarray], spec: ObservationSpec) -> tuple[np.ndarray, np.ndarray]:
     """Decoded columns' observations, stacked from their unique frames."""
-    rows = len(arrays["actions"])
-    return tuple(  # type: ignore[return-value]
-        arrays["frames"][arrays[key]].reshape(rows, *spec.shape) for key in ("obs_frames", "next_obs_frames")
+    rows, frames = len(arrays["actions"]), arrays["frames"]
+    return (
+        frames[arrays["obs_frames"]].reshape(rows, *spec.shape),
+        frames[arrays["next_obs_frames"]].reshape(rows, *spec.shape),
     )
 
 
