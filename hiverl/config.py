@@ -24,14 +24,13 @@ what is allowed.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,49 +40,31 @@ from pydantic_settings import (
 )
 
 from hiverl.config_sections import (
+    MAX_INTERVAL_S,
+    MAX_SEED,
+    MAX_STEPS,
     ActorSettings,
     AgentSettings,
     EvaluatorSettings,
     ExplorationSettings,
     LearnerSettings,
     MemorySettings,
+    refuse_booleans,
 )
-from hiverl.session import SESSION_ID_PATTERN
+from hiverl.env_ids import ENV_ID_MAX_CHARS, check_env_id
+from hiverl.session import SESSION_ID_PATTERN, is_session_id
 
 ENV_PREFIX = "CONFIG_"
-#: Longest environment id accepted (gymnasium's registered ids are far shorter).
-ENV_ID_MAX_CHARS = 100
-_ENV_ID_SHAPE = re.compile(r"^(?:[A-Za-z0-9_.-]+/)?[A-Za-z0-9_.-]+$")
+#: Most characters of a given value an error message quotes.
+QUOTE_CHARS = 200
 
 
-def check_env_id(env_id: str) -> str:
-    """``env_id`` if gymnasium has it registered (``ALE/...`` ids once ale-py registered them),
-    else ValueError saying why. Never imports anything an id names: ``module:Name`` ids, which
-    ``gymnasium.make`` would import, are refused by their shape before any registry lookup."""
-    if len(env_id) > ENV_ID_MAX_CHARS:
-        raise ValueError(f"is {len(env_id)} characters long (at most {ENV_ID_MAX_CHARS})")
-    if ":" in env_id:
-        raise ValueError(
-            "module:Name ids are not accepted (gymnasium would import the module): use a registered id"
-        )
-    if not _ENV_ID_SHAPE.match(env_id):
-        raise ValueError("is not an environment id like CartPole-v1 or ALE/Pong-v5")
-    import gymnasium
-
-    if env_id.startswith("ALE/"):
-        try:
-            import ale_py
-
-            gymnasium.register_envs(ale_py)
-        except ImportError:
-            raise ValueError(
-                "is an Atari id but ale-py is not installed (pip install hiverl[game])"
-            ) from None
-    if env_id not in gymnasium.registry:
-        raise ValueError(
-            "is not a registered gymnasium environment (e.g. CartPole-v1, Acrobot-v1, ALE/Pong-v5)"
-        )
-    return env_id
+def quoted(value: Any, limit: int = QUOTE_CHARS) -> str:
+    """``repr(value)``, cut to about ``limit`` characters (an error message never echoes a huge input)."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class ConfigError(ValueError):
@@ -104,12 +85,16 @@ class SessionConfig(BaseSettings):
         validate_assignment=True,
         validate_default=True,
         coerce_numbers_to_str=True,
+        allow_inf_nan=False,
     )
 
     env_id: str = Field(
         default="CartPole-v1",
         min_length=1,
-        description="Registered gymnasium id, discrete actions (ALE/... for Atari); at most 100 characters.",
+        description=(
+            "Registered gymnasium id the hive can play: discrete actions and flat float observations"
+            f" (ALE/... for Atari); at most {ENV_ID_MAX_CHARS} characters."
+        ),
     )
     actors: int = Field(
         default=1,
@@ -118,9 +103,11 @@ class SessionConfig(BaseSettings):
         description="Actor processes feeding the one learner; 0 = solo: one process acts and learns.",
     )
     total_steps: int = Field(
-        default=100_000, ge=1, description="Env steps of the whole hive (all actors together)."
+        default=100_000, ge=1, le=MAX_STEPS, description="Env steps of the whole hive (all actors together)."
     )
-    seed: int = Field(default=0, ge=0, description="Base seed; each role derives its own from it.")
+    seed: int = Field(
+        default=0, ge=0, le=MAX_SEED, description="Base seed; each role derives its own from it."
+    )
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N.")
     actor_device: str = Field(
         default="cpu", description="Device the actors play on (auto, cpu, cuda, cuda:N)."
@@ -131,8 +118,12 @@ class SessionConfig(BaseSettings):
         le=256,
         description="Threads of each hive process (torch intra- and inter-op, OpenMP, BLAS, OpenCV).",
     )
-    stats_interval_s: float = Field(default=1.0, gt=0.0, description="Seconds between train_stats events.")
-    max_restarts: int = Field(default=3, ge=0, description="Restarts of a crashed process before giving up.")
+    stats_interval_s: float = Field(
+        default=1.0, gt=0.0, le=MAX_INTERVAL_S, description="Seconds between train_stats events."
+    )
+    max_restarts: int = Field(
+        default=3, ge=0, le=1000, description="Restarts of a crashed process before giving up."
+    )
     session_id: str | None = Field(default=None, pattern=SESSION_ID_PATTERN, description="Default: new id.")
     model_dir: Path = Field(default=Path("var/models"), description="Model store: <model_dir>/<session>/.")
     run_dir: Path = Field(default=Path("var/runs"), description="Run folder: <run_dir>/<session>/.")
@@ -147,10 +138,22 @@ class SessionConfig(BaseSettings):
         description="Actor index -> partial settings (actor, exploration, seed) for that actor only.",
     )
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_booleans(cls, value, info)
+
     @field_validator("env_id")
     @classmethod
     def _registered_env_id(cls, value: str) -> str:
         return check_env_id(value)
+
+    @field_validator("session_id")
+    @classmethod
+    def _not_a_parent_folder(cls, value: str | None) -> str | None:
+        if value is not None and not is_session_id(value):
+            raise ValueError("must not be only dots (it names the run folder)")
+        return value
 
     @field_validator("device", "actor_device")
     @classmethod
@@ -160,6 +163,21 @@ class SessionConfig(BaseSettings):
         raise ValueError("must be one of auto, cpu, cuda, cuda:N, mps")
 
     @model_validator(mode="after")
+    def _check_memory(self) -> SessionConfig:
+        capacity, shards = self.memory.capacity, self.memory.shards
+        if capacity < 2 * shards or capacity % shards:
+            raise ValueError(
+                f"memory.capacity: {capacity} must be a multiple of memory.shards={shards} and at least"
+                f" {2 * shards} (two transitions per shard)"
+            )
+        if self.learner.min_size > self.memory.capacity:
+            raise ValueError(
+                f"learner.min_size: {self.learner.min_size} is above memory.capacity={self.memory.capacity}"
+                " (the memory would never hold enough transitions to start learning)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_actors(self) -> SessionConfig:
         for index, override in self.actor_overrides.items():
             if not 0 <= index < max(self.actors, 1):
@@ -167,7 +185,7 @@ class SessionConfig(BaseSettings):
                 raise ValueError(f"actor_overrides has index {index}, allowed actor indices are 0..{last}")
             bad = set(override) - ACTOR_OVERRIDABLE
             if bad:
-                given = ", ".join(f"{name}={override[name]!r}" for name in sorted(bad))
+                given = ", ".join(f"{name}={quoted(override[name], 80)}" for name in sorted(bad))
                 allowed = ", ".join(sorted(ACTOR_OVERRIDABLE))
                 raise ValueError(f"actor_overrides.{index} may not set {given} (allowed: {allowed})")
             self._merged(override, label=f"actor_overrides.{index}.")  # fail at start-up, not later
@@ -271,7 +289,7 @@ def _error_lines(error: ValidationError, prefix: str = "") -> list[str]:
         if item["type"] == "extra_forbidden":
             message = "unknown setting (see `hiverl train --help` or docs/training.md for allowed fields)"
         value = item.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        shown = "" if isinstance(value, dict) else f" (got {quoted(value)})"
         lines.append(f"{prefix}{field}: {message}{shown}" if field else f"{message}{shown}")
     return lines
 

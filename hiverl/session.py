@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 
 #: Session ids: letters, digits, ``_ . -`` (safe as a file name, a Redis key part and an archive _id).
+#: For pydantic's ``pattern`` (Rust regex: ``$`` is the end of the text, never before a final
+#: newline); Python code checks ids with :func:`is_session_id`, which matches the whole text.
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+_SESSION_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ENV_CHARS = 40
+
+
+def is_session_id(text: str) -> bool:
+    """``text`` is a session id, matched whole (no trailing newline), and not ``.`` or ``..``
+    (which a run folder would resolve to its parent)."""
+    return _SESSION_ID.fullmatch(text) is not None and text not in (".", "..")
 
 
 def new_session_id(env_id: str = "") -> str:

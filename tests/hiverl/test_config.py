@@ -112,7 +112,7 @@ def test_yaml_file(tmp_path: Path) -> None:
         ({"agent": {"bogus": 1}}, "agent.bogus", "unknown setting"),
         ({"exploration": {"schedule": "cosine"}}, "exploration.schedule", "'linear', 'ladder' or 'constant'"),
         ({"exploration": {"ladder_epsilon": 1.0}}, "exploration.ladder_epsilon", "less than 1"),
-        ({"memory": {"capacity": 0}}, "memory.capacity", "greater than or equal to 1"),
+        ({"memory": {"capacity": 0}}, "memory.capacity", "greater than or equal to 2"),
         ({"memory": {"alpha": 2}}, "memory.alpha", "less than or equal to 1"),
         # Settings of the old topology are gone and rejected by name.
         ({"memory": {"shared": False}}, "memory.shared", "unknown setting"),
@@ -272,3 +272,141 @@ def test_round_trip_through_json_ignores_environment(monkeypatch: pytest.MonkeyP
     )
     assert "actors: 2" in config.to_yaml()
     assert isinstance(restored, SessionConfig)
+
+
+# -- the input rules: bounded integers, no booleans for numbers, playable env ids --------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "allowed"),
+    [
+        ({"seed": 10**30}, "seed", "less than or equal to 2146435071"),
+        ({"seed": 2**32}, "seed", "less than or equal to 2146435071"),
+        ({"seed": 2**63}, "seed", "less than or equal to"),
+        ({"seed": 10**400}, "seed", "less than or equal to"),
+        ({"memory": {"capacity": 10**30}}, "memory.capacity", "less than or equal to 2147483648"),
+        ({"memory": {"capacity": 2**31 + 1}}, "memory.capacity", "less than or equal to 2147483648"),
+        ({"memory": {"shards": 2000}}, "memory.shards", "less than or equal to 1024"),
+        ({"memory": {"capacity": 1001, "shards": 2}}, "memory.capacity", "multiple of memory.shards=2"),
+        ({"memory": {"capacity": 6, "shards": 4}}, "memory.capacity", "at least 8"),
+        ({"exploration": {"decay_steps": 2**62}}, "exploration.decay_steps", "less than or equal to"),
+        ({"learner": {"min_size": 2**62}}, "learner.min_size", "less than or equal to 2147483648"),
+        ({"learner": {"min_size": 6000}, "memory": {"capacity": 5000}}, "learner.min_size", "capacity=5000"),
+        ({"total_steps": 10**13}, "total_steps", "less than or equal to 1000000000000"),
+        ({"learner": {"rate_slack": 2**63}}, "learner.rate_slack", "less than or equal to"),
+        ({"agent": {"target_update_interval": 2**62}}, "agent.target_update_interval", "less than"),
+        ({"actor": {"insert_batch": 10**6}}, "actor.insert_batch", "less than or equal to 4096"),
+        ({"max_restarts": 10**9}, "max_restarts", "less than or equal to 1000"),
+        ({"agent": {"hidden_sizes": [10**30]}}, "agent.hidden_sizes", "at most 16 layers"),
+        ({"stats_interval_s": float("inf")}, "stats_interval_s", "finite number"),
+        ({"agent": {"lr": float("nan")}}, "agent.lr", "finite number"),
+        ({"evaluator": {"solved_return": float("inf")}}, "evaluator.solved_return", "finite number"),
+        ({"evaluator": {"interval_s": 1e300}}, "evaluator.interval_s", "less than or equal to 86400"),
+        ({"session_id": ".."}, "session_id", "only dots"),
+        ({"session_id": "abc\n"}, "session_id", "should match pattern"),
+    ],
+)
+def test_numbers_are_bounded_by_what_the_hive_can_hold(overrides: dict, field: str, allowed: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=overrides)
+    assert field in str(info.value) and allowed in str(info.value)
+    assert len(str(info.value)) < 400  # the value is quoted, never echoed in full
+
+
+NUMERIC_FIELDS = [
+    {"seed": True},
+    {"actors": True},
+    {"total_steps": True},
+    {"torch_threads": False},
+    {"stats_interval_s": True},
+    {"max_restarts": False},
+    {"agent": {"lr": True}},
+    {"agent": {"batch_size": True}},
+    {"agent": {"hidden_sizes": [64, True]}},
+    {"learner": {"min_size": True}},
+    {"learner": {"samples_per_insert": True}},
+    {"actor": {"envs": True}},
+    {"exploration": {"decay_steps": True}},
+    {"exploration": {"start": True}},
+    {"evaluator": {"solved_return": True}},
+    {"memory": {"capacity": True}},
+    {"memory": {"alpha": False}},
+]
+
+
+@pytest.mark.parametrize("overrides", NUMERIC_FIELDS, ids=lambda o: str(o))
+def test_booleans_are_not_numbers(overrides: dict) -> None:
+    with pytest.raises(ConfigError, match="not true or false"):
+        load_config(overrides=overrides)
+
+
+def test_booleans_are_not_numbers_in_files_env_and_actor_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match=r"seed: must be a number, not true or false"):
+        load_config(write(tmp_path, "hive.toml", "seed = true\n"))
+    with pytest.raises(ConfigError, match=r"actor_overrides\.1\.seed: must be a number"):
+        load_config(overrides={"actors": 2, "actor_overrides": {1: {"seed": True}}})
+    monkeypatch.setenv("CONFIG_SEED", "7")  # text from the environment is still read as a number
+    assert load_config().seed == 7
+    assert load_config(overrides=parse_assignments(["agent.lr=0.01", "seed=3"])).agent.lr == 0.01
+
+
+def test_the_largest_values_allowed_still_resolve() -> None:
+    from hiverl.config_sections import MAX_CAPACITY, MAX_SEED, MAX_STEPS
+
+    config = load_config(
+        overrides={
+            "seed": MAX_SEED,
+            "total_steps": MAX_STEPS,
+            "memory": {"capacity": MAX_CAPACITY, "shards": 1024},
+            "learner": {"min_size": MAX_CAPACITY},
+            "exploration": {"decay_steps": MAX_STEPS},
+        }
+    )
+    # every role's derived seed, plus an env index, is a 32-bit signed int (ale-py's vector env)
+    assert config.role_seed("evaluator") + 256 < 2**31
+    assert config_from_dict(config.to_json_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("env_id", "reason"),
+    [
+        ("Pendulum-v1", "discrete actions"),
+        ("MountainCarContinuous-v0", "discrete actions"),
+        ("CarRacing-v3", "CarRacing-v3"),  # continuous actions, or Box2D missing: never playable here
+        ("phys2d/CartPole-v1", "JAX environment"),
+        ("tabular/Blackjack-v0", "JAX environment"),
+        ("Taxi-v4", "observations Discrete(500)"),
+        ("Blackjack-v1", "observations Tuple"),
+    ],
+)
+def test_env_ids_the_hive_cannot_play_are_refused(env_id: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides={"env_id": env_id})
+    message = str(info.value)
+    assert "env_id:" in message and reason in message, message
+
+
+def test_playable_env_ids_are_accepted_and_inspected_once() -> None:
+    from hiverl.env_ids import unplayable
+
+    unplayable.cache_clear()
+    for env_id in ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "ALE/Pong-v5"):
+        assert load_config(overrides={"env_id": env_id}).env_id == env_id
+    load_config(overrides={"env_id": "Acrobot-v1"})
+    info = unplayable.cache_info()
+    assert info.misses == 3 and info.hits >= 1  # made once per id; Atari ids are never made
+
+
+def test_the_cli_refuses_an_unplayable_env_id_before_starting_anything(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hiverl.cli import app
+
+    result = CliRunner().invoke(
+        app, ["train", "--set", "env_id=Pendulum-v1", "--set", f"run_dir={tmp_path / 'runs'}"]
+    )
+    assert result.exit_code != 0
+    assert "env_id" in result.output and "discrete actions" in result.output, result.output
+    assert not (tmp_path / "runs").exists()
