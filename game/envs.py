@@ -1,11 +1,12 @@
 """Environments: any gymnasium id with discrete actions, Atari with the standard DQN preprocessing.
 
-Atari (``ALE/...`` ids) is built as (inside to outside): the ALE env with ``frameskip=1`` ->
-:class:`gymnasium.wrappers.AtariPreprocessing` (no-op reset up to 30, frame skip 4 with max-pooling
-of the last two frames, 84x84 grayscale) -> episode statistics (true game score) ->
-:class:`EpisodicLife` (life loss ends the learning episode, the game continues) -> :class:`FireReset`
--> reward clipping to {-1, 0, 1} -> :class:`gymnasium.wrappers.FrameStackObservation` (4 frames):
-observations are ``uint8 [4, 84, 84]``.
+Atari (``ALE/...`` ids) is built by :func:`make_env` as (inside to outside): the ALE env with
+``frameskip=1`` -> :class:`AtariFrames` (gymnasium's ``AtariPreprocessing``: no-op reset up to 30,
+frame skip 4 with max-pooling of the last two frames, 84x84 grayscale, with the area resize done in
+numpy, so no OpenCV) -> episode statistics (true game score) -> :class:`EpisodicLife` (life loss
+ends the learning episode, the game continues) -> :class:`FireReset` -> reward clipping to
+{-1, 0, 1} -> :class:`gymnasium.wrappers.FrameStackObservation` (4 frames): observations are
+``uint8 [4, 84, 84]``.
 
 An actor's envs step together with ``autoreset_mode=SAME_STEP``: when an env ends, ``step``
 already returns the first observation of the next episode and the true last observation is in
@@ -13,7 +14,9 @@ already returns the first observation of the next episode and the true last obse
 crosses an episode boundary. Finished episodes' statistics are in ``infos["final_info"]``
 (:func:`episode_stats`). Atari actors use ale-py's own vector env (:class:`AtariVectorEnv`, the
 same preprocessing in C++, about twice the env steps/s of the wrappers above on one core); other ids
-a :class:`gymnasium.vector.SyncVectorEnv` of :func:`make_env`.
+a :class:`gymnasium.vector.SyncVectorEnv` of :func:`make_env`. The evaluator's Atari envs are an
+:class:`AtariVectorEnv` too, with ``training=False`` (:func:`make_eval_envs`): whole games, true
+scores.
 """
 
 from __future__ import annotations
@@ -36,6 +39,84 @@ def _register_atari() -> None:
     import ale_py
 
     gym.register_envs(ale_py)
+
+
+def area_weights(size_in: int, size_out: int) -> np.ndarray:
+    """``[size_out, size_in]`` weights of an area-averaging resize along one axis (OpenCV's INTER_AREA).
+
+    Output pixel ``i`` averages the input interval ``[i * s, (i + 1) * s)``, ``s = size_in / size_out``,
+    each input pixel weighted by the length of its overlap with it.
+    """
+    scale = size_in / size_out
+    starts = np.arange(size_out)[:, None] * scale
+    pixels = np.arange(size_in)[None, :]
+    overlap = np.minimum(starts + scale, pixels + 1) - np.maximum(starts, pixels)
+    return (np.clip(overlap, 0.0, None) / scale).astype(np.float32)
+
+
+class AtariFrames(gym.Wrapper[Any, Any, Any, Any]):
+    """gymnasium's ``AtariPreprocessing`` (grayscale, not scaled, no life-loss termination) in numpy.
+
+    No-op reset (1 to ``noop_max`` NOOPs), ``frame_skip`` repeats of each action with the max of the
+    last two frames, and an area resize to ``size`` x ``size``: the same steps and observations as
+    the gymnasium wrapper (the resize matches OpenCV's INTER_AREA to within 1 grey level), without
+    importing OpenCV, so training and evaluation run where it is not installed.
+    """
+
+    def __init__(
+        self, env: gym.Env[Any, Any], *, noop_max: int = 30, frame_skip: int = 4, size: int = 84
+    ) -> None:
+        super().__init__(env)
+        if frame_skip < 1 or noop_max < 0:
+            raise ValueError(f"frame_skip must be >= 1 and noop_max >= 0 (got {frame_skip}, {noop_max})")
+        if frame_skip > 1 and getattr(env.unwrapped, "_frameskip", None) != 1:
+            raise ValueError("AtariFrames skips frames itself: make the ALE env with frameskip=1")
+        if noop_max > 0 and env.unwrapped.get_action_meanings()[0] != "NOOP":  # type: ignore[attr-defined]
+            raise ValueError("no-op resets need NOOP as action 0")
+        shape = env.observation_space.shape
+        assert shape is not None
+        self.noop_max = noop_max
+        self.frame_skip = frame_skip
+        self.buffers = np.zeros((2, shape[0], shape[1]), dtype=np.uint8)  # the last two grey frames
+        self.rows = area_weights(shape[0], size)
+        self.columns = np.ascontiguousarray(area_weights(shape[1], size).T)
+        self.observation_space = gym.spaces.Box(0, 255, (size, size), dtype=np.uint8)
+
+    @property
+    def ale(self) -> Any:
+        return self.env.unwrapped.ale  # type: ignore[attr-defined]
+
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        total, terminated, truncated = 0.0, False, False
+        info: dict[str, Any] = {}
+        for t in range(self.frame_skip):
+            _, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break  # as in gymnasium: the observation keeps the frames grabbed before
+            if t >= self.frame_skip - 2:  # the second-last frame to buffer 1, the last to buffer 0
+                self.ale.getScreenGrayscale(self.buffers[self.frame_skip - 1 - t])
+        return self._observation(), total, terminated, truncated, info
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        _, info = self.env.reset(seed=seed, options=options)
+        noops = int(self.env.unwrapped.np_random.integers(1, self.noop_max + 1)) if self.noop_max > 0 else 0
+        for _ in range(noops):
+            _, _, terminated, truncated, step_info = self.env.step(0)
+            info.update(step_info)
+            if terminated or truncated:
+                _, info = self.env.reset(seed=seed, options=options)
+        self.ale.getScreenGrayscale(self.buffers[0])
+        self.buffers[1].fill(0)
+        return self._observation(), info
+
+    def _observation(self) -> np.ndarray:
+        if self.frame_skip > 1:  # in place, as gymnasium's wrapper does
+            np.maximum(self.buffers[0], self.buffers[1], out=self.buffers[0])
+        resized = self.rows @ self.buffers[0].astype(np.float32) @ self.columns
+        return np.rint(resized).astype(np.uint8)
 
 
 class EpisodicLife(gym.Wrapper[Any, Any, Any, Any]):
@@ -138,9 +219,7 @@ def make_env(
             full_action_space=False,
             render_mode=render_mode,
         )
-        env = gym.wrappers.AtariPreprocessing(
-            env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True
-        )
+        env = AtariFrames(env, noop_max=30, frame_skip=4, size=84)
         env = gym.wrappers.RecordEpisodeStatistics(env)
         if training:
             env = EpisodicLife(env)
@@ -182,17 +261,27 @@ def ale_game(env_id: str) -> str:
 
 
 class AtariVectorEnv:
-    """Training Atari envs on ale-py's vector env, with what the actor expects of a vector env.
+    """Atari envs on ale-py's vector env, with what the actor expects of a vector env.
 
     The DQN preprocessing runs in ale-py (no-op reset up to 30, frame skip 4 with max-pooling, 84x84
-    grayscale, 4-frame stacks, FIRE on reset). A lost life ends the learning episode
-    (``terminated``) while the game goes on (``life_loss_info``); rewards are clipped to {-1, 0, 1}
-    here, so the true game score of every finished game can be reported in ``final_info`` exactly
-    as :func:`make_env`'s statistics are. A game is over when the env reset itself: a termination
-    that did not lower the lives, or a truncation.
+    grayscale, 4-frame stacks, FIRE on reset; a game is truncated after 108k frames, 30 minutes of
+    play). For ``training``, a lost life ends the learning episode (``terminated``) while the game
+    goes on (``life_loss_info``) and rewards are clipped to {-1, 0, 1} here, so the true game score
+    of every finished game can be reported in ``final_info`` exactly as :func:`make_env`'s
+    statistics are. A game is over when the env reset itself: a termination that did not lower the
+    lives, or a truncation. Without ``training`` (evaluation) an episode is a whole game and the
+    rewards are the game's own: the returns are true scores.
     """
 
-    def __init__(self, env_id: str, *, num_envs: int, seed: int, random_action_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        *,
+        num_envs: int,
+        seed: int,
+        random_action_rate: float = 0.0,
+        training: bool = True,
+    ) -> None:
         from ale_py.vector_env import AtariVectorEnv as AleVectorEnv
 
         if not 0.0 <= random_action_rate <= 1.0:
@@ -204,9 +293,10 @@ class AtariVectorEnv:
             repeat_action_probability=0.0,
             autoreset_mode="SameStep",
             episodic_life=False,
-            life_loss_info=True,
+            life_loss_info=training,
             reward_clipping=False,
         )
+        self.training = training
         self.num_envs = num_envs
         self.single_observation_space = self.env.single_observation_space
         self.single_action_space = self.env.single_action_space
@@ -220,11 +310,20 @@ class AtariVectorEnv:
         self.lives = np.zeros(num_envs, dtype=np.int64)
 
     def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """All envs from a new game; env ``i`` seeded with ``seed + i`` (default: the constructor's)."""
         obs, info = self.env.reset(seed=self.seed if seed is None else seed)
         self.scores[:] = 0.0
         self.lengths[:] = 0
         self.lives[:] = info["lives"]
         return obs, info
+
+    def restart(self, mask: np.ndarray) -> np.ndarray:
+        """A new game (unseeded: each env's generator goes on) in the envs of ``mask``; all observations."""
+        obs, info = self.env.reset(options={"reset_mask": np.asarray(mask, dtype=bool)})
+        self.scores[mask] = 0.0
+        self.lengths[mask] = 0
+        self.lives[mask] = np.asarray(info["lives"], dtype=np.int64)[mask]
+        return obs
 
     def step(
         self, actions: np.ndarray
@@ -237,7 +336,10 @@ class AtariVectorEnv:
         self.scores += rewards
         self.lengths += 1
         lives = np.asarray(info["lives"], dtype=np.int64)
-        game_over = truncated | (terminated & (lives >= self.lives))
+        # Training: a termination that lowered the lives is a lost life; otherwise it ends the game.
+        game_over = (
+            truncated | (terminated & (lives >= self.lives)) if self.training else terminated | truncated
+        )
         self.lives = lives
         if game_over.any():
             info["final_info"] = {
@@ -246,10 +348,22 @@ class AtariVectorEnv:
             }
             self.scores[game_over] = 0.0
             self.lengths[game_over] = 0
-        return obs, np.sign(rewards).astype(np.float32), terminated, truncated, info
+        rewards = np.sign(rewards) if self.training else rewards
+        return obs, rewards.astype(np.float32), terminated, truncated, info
 
     def close(self) -> None:
         self.env.close()
+
+
+def make_eval_envs(env_id: str, *, num_envs: int, seed: int) -> AtariVectorEnv | list[gym.Env[Any, Any]]:
+    """The evaluator's ``num_envs`` envs: whole games with true scores (no episodic life or clipping).
+
+    Atari: one :class:`AtariVectorEnv` (``training=False``; ale-py's preprocessing, no OpenCV); other
+    ids: a list of :func:`make_env` envs (``training=False``), env ``i`` seeded with ``seed + i``.
+    """
+    if is_atari(env_id):
+        return AtariVectorEnv(env_id, num_envs=num_envs, seed=seed, training=False)
+    return [make_env(env_id, seed=seed + i, training=False) for i in range(num_envs)]
 
 
 @dataclass(frozen=True)

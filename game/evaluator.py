@@ -1,7 +1,8 @@
 """The evaluator: what return does the hive's current mind actually get?
 
 Every ``evaluator.interval_s`` seconds, with the latest published weights (ε = 0, nothing written to
-the memory, Atari without episodic life or reward clipping, so returns are true scores):
+the memory, Atari without episodic life or reward clipping, so returns are true scores; Atari games
+run on ale-py's vector env, :func:`game.envs.make_eval_envs`, which needs no OpenCV):
 
 1. play ``evaluator.episodes`` greedy episodes on ``evaluator.envs`` environments at once (each
    environment plays its share of whole episodes, so short episodes are not over-counted);
@@ -26,7 +27,7 @@ import torch
 
 from game.board import Board
 from game.dqn import QNetwork, select_device
-from game.envs import env_spec, make_env
+from game.envs import AtariVectorEnv, env_spec, make_eval_envs
 from game.roles import RoleContext, RoleProcess, StatusCallback
 from hiverl.events import EventSink
 
@@ -45,9 +46,19 @@ def solved_return(env_id: str, configured: float | None) -> float | None:
 
 
 def play_greedy(
-    network: QNetwork, envs: list[gym.Env[Any, Any]], episodes: int, seed: int, device: torch.device
+    network: QNetwork,
+    envs: AtariVectorEnv | list[gym.Env[Any, Any]],
+    episodes: int,
+    seed: int,
+    device: torch.device,
 ) -> list[float]:
-    """Returns of ``episodes`` greedy episodes, spread over ``envs`` (env i plays every len(envs)-th)."""
+    """Returns of ``episodes`` greedy episodes, spread over ``envs`` (env i plays every len(envs)-th).
+
+    Env ``i`` starts the round from ``seed + i``; its later episodes go on from its own generator.
+    Returns are in the order the episodes ended.
+    """
+    if isinstance(envs, AtariVectorEnv):
+        return _play_greedy_vector(network, envs, episodes, seed, device)
     quotas = [len(range(i, episodes, len(envs))) for i in range(len(envs))]
     returns: list[float] = []
     active: list[int] = []
@@ -79,6 +90,41 @@ def play_greedy(
     return returns
 
 
+def _play_greedy_vector(
+    network: QNetwork, envs: AtariVectorEnv, episodes: int, seed: int, device: torch.device
+) -> list[float]:
+    """:func:`play_greedy` on a vector env that restarts finished games itself (SAME_STEP autoreset).
+
+    The envs step together; one whose quota is played steps on with NOOPs (its results ignored)
+    until the last game of the round ends, and the network only sees the envs still playing.
+    """
+    n = envs.num_envs
+    quotas = np.array([len(range(i, episodes, n)) for i in range(n)], dtype=np.int64)
+    totals = np.zeros(n, dtype=np.float64)
+    steps = np.zeros(n, dtype=np.int64)
+    returns: list[float] = []
+    observations, _ = envs.reset(seed=seed)
+    while quotas.any():
+        active = quotas > 0
+        actions = np.zeros(n, dtype=np.int64)
+        batch = torch.as_tensor(observations[active], device=device)
+        with torch.no_grad():
+            actions[active] = network(batch).argmax(dim=1).cpu().numpy()
+        observations, rewards, terminated, truncated, _ = envs.step(actions)
+        totals += rewards
+        steps += 1
+        ended = active & (terminated | truncated | (steps >= MAX_EPISODE_STEPS))
+        for i in np.flatnonzero(ended):
+            returns.append(float(totals[i]))
+        quotas[ended] -= 1
+        totals[ended] = 0.0
+        steps[ended] = 0
+        cut = ended & ~(terminated | truncated)  # the step cap, not the game, ended these
+        if cut.any():
+            observations = envs.restart(cut)
+    return returns
+
+
 class Evaluator(RoleProcess):
     """Greedy rounds with the latest weights; see the module docstring."""
 
@@ -98,10 +144,8 @@ class Evaluator(RoleProcess):
         self.settings = config.evaluator
         torch.set_num_threads(config.torch_threads)
         self.seed = config.role_seed("evaluator")
-        self.envs = [
-            make_env(config.env_id, seed=self.seed + i, training=False) for i in range(self.settings.envs)
-        ]
-        spec = env_spec(self.envs[0])
+        self.envs = make_eval_envs(config.env_id, num_envs=self.settings.envs, seed=self.seed)
+        spec = env_spec(self.envs if isinstance(self.envs, AtariVectorEnv) else self.envs[0])
         self.device = select_device(config.actor_device)
         agent = config.agent
         self.network = QNetwork(spec.obs_shape, spec.n_actions, agent.hidden_sizes, agent.dueling).to(
@@ -179,6 +223,6 @@ class Evaluator(RoleProcess):
         )
 
     def close(self) -> None:
-        for env in self.envs:
+        for env in [self.envs] if isinstance(self.envs, AtariVectorEnv) else self.envs:
             env.close()
         self.board.close()
