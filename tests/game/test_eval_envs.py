@@ -12,8 +12,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from game.atari_frames import AtariFrames, area_weights
 from game.dqn import QNetwork
-from game.envs import AtariFrames, AtariVectorEnv, area_weights, episode_stats, make_eval_envs
+from game.envs import AtariVectorEnv, episode_stats, make_eval_envs
 from game.evaluator import play_greedy
 
 ROOT = Path(__file__).resolve().parents[2]
