@@ -20,11 +20,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from dashboard.archive_queries import ArchiveQueries
-from dashboard.deps import HERE, Dashboard
+from dashboard.deps import HERE, Dashboard, field_errors
+from dashboard.outage import QueryRefused
+from dashboard.request_body import MAX_REQUEST_BYTES, declared_length
 from dashboard.routes import auth, live, media, sessions, train
 from dashboard.security import LoginRateLimiter, SessionTable
 from dashboard.settings import DashboardSettings
@@ -33,6 +36,7 @@ from dashboard.stopping import StopRequester
 from dashboard.telemetry_queries import TelemetryQueries
 from dashboard.training import TrainingLauncher
 from dashboard.users import UserStore
+from hiverl.config import quoted
 from hiverl.endpoints import Endpoints
 from hiverl.telemetry.config import TelemetryConfig
 
@@ -56,6 +60,17 @@ def harden(request: Request, response: Response) -> Response:
     if html or request.url.path.startswith("/api/") or request.url.path in ("/login",):
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def validation_errors(error: RequestValidationError) -> list[tuple[str, str]]:
+    """FastAPI's refusals of query and path parameters as ``(field, message)``, each quoting at
+    most 200 characters of the input (FastAPI's own answer echoes it whole)."""
+    errors = []
+    for item in error.errors():
+        field = str(item.get("loc", ("", "?"))[-1])
+        shown = f" (got {quoted(item['input'])})" if "input" in item else ""
+        errors.append((field, f"{field}: {item.get('msg', 'invalid')}{shown}"))
+    return errors
 
 
 def build_dashboard(
@@ -140,7 +155,25 @@ def create_app(
     async def security_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        declared = declared_length(request)
+        if declared is not None and declared > MAX_REQUEST_BYTES:
+            message = f"the body is {declared} bytes long (at most {MAX_REQUEST_BYTES})"
+            return harden(request, field_errors(("(body)", message), status_code=413))
+        # Route patterns end with ``$``, which also matches before a final newline: without this,
+        # ``/api/train/x/stop%0A`` would stop ``x`` (``/media`` checks the parts it was sent itself).
+        path = request.scope.get("path", "")
+        if path.endswith("\n") and not path.startswith("/media/"):
+            message = f"path={quoted(path)} ends with a newline"
+            return harden(request, field_errors(("path", message)))
         return harden(request, await call_next(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameters(request: Request, error: RequestValidationError) -> Response:
+        return field_errors(*validation_errors(error))
+
+    @app.exception_handler(QueryRefused)
+    async def query_refused(request: Request, error: QueryRefused) -> Response:
+        return field_errors(("(query)", str(error)))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:

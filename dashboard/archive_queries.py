@@ -16,6 +16,7 @@ from typing import Any
 
 from dashboard.outage import OutageGuard
 from hiverl.archive.facts import hive_size
+from hiverl.config import quoted
 
 MAX_SESSIONS = 5000
 
@@ -76,16 +77,16 @@ class Range:
         """``"name:low:high"`` (bounds may be empty) -> Range; ValueError naming ``what``."""
         parts = text.split(":")
         if len(parts) != 3 or not parts[0]:
-            raise ValueError(f"{what}={text!r} is not 'name:min:max' (min or max may be empty)")
+            raise ValueError(f"{what}={quoted(text)} is not 'name:min:max' (min or max may be empty)")
         try:
             low = float(parts[1]) if parts[1] else None
             high = float(parts[2]) if parts[2] else None
         except ValueError:
-            raise ValueError(f"{what}={text!r}: min and max must be numbers") from None
+            raise ValueError(f"{what}={quoted(text)}: min and max must be numbers") from None
         if any(bound is not None and math.isnan(bound) for bound in (low, high)):
-            raise ValueError(f"{what}={text!r}: min and max must be numbers, not nan")
+            raise ValueError(f"{what}={quoted(text)}: min and max must be numbers, not nan")
         if low is not None and high is not None and low > high:
-            raise ValueError(f"{what}={text!r}: min {low} is above max {high}")
+            raise ValueError(f"{what}={quoted(text)}: min {low} is above max {high}")
         return cls(parts[0], low, high)
 
     def contains(self, value: Any) -> bool:

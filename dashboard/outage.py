@@ -19,8 +19,21 @@ class ServiceDown(RuntimeError):
         self.reason = reason
 
 
+class QueryRefused(RuntimeError):
+    """A backing service answered but refused one query (a 4xx, e.g. a range it cannot bucket):
+    that request's fault, not an outage, so it never makes the service look down to anyone."""
+
+    def __init__(self, service: str, reason: str) -> None:
+        super().__init__(f"{service} refused the query: {reason}")
+        self.service = service
+        self.reason = reason
+
+
 class OutageGuard:
-    """Runs calls to one service; after a failure, refuses calls for ``backoff_s`` seconds."""
+    """Runs calls to one service; after a failure, refuses calls for ``backoff_s`` seconds.
+
+    A :class:`QueryRefused` raised by the call passes through without tripping the guard.
+    """
 
     def __init__(self, service: str, backoff_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.service = service
@@ -37,7 +50,7 @@ class OutageGuard:
                 raise ServiceDown(self.service, self._reason)
         try:
             result = fn()
-        except ServiceDown:
+        except (ServiceDown, QueryRefused):
             raise
         except Exception as error:
             reason = f"{type(error).__name__}: {str(error)[:200]}"

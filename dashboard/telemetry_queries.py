@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from dashboard.outage import OutageGuard, ServiceDown
+from dashboard.outage import OutageGuard, QueryRefused, ServiceDown
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
 from hiverl.telemetry.schema import TIMESTAMP_FIELD, alias_name
 
@@ -33,6 +33,10 @@ WHOLE_MEMORY_SHARD = -1
 RETURN_FIELD = "episode_return"
 MAX_POINTS = 2000
 MAX_WORKERS = 256
+#: Latest time a query may name: the end of year 9999 (epoch milliseconds), as dates allow.
+MAX_EPOCH_MS = 253_402_300_799_999.0
+#: Default span of a live view of a session without events: the last 15 minutes.
+DEFAULT_SPAN_MS = 15 * 60_000
 
 Series = list[list[float]]  # [[epoch_ms, value], ...], time ascending
 
@@ -51,6 +55,30 @@ def moving_average(buckets: Sequence[tuple[float, float, int]], window: int) -> 
         if weight:
             out.append([t, sum(mean * count for _, mean, count in recent) / weight])
     return out
+
+
+class RangeError(ValueError):
+    """A time range Elasticsearch cannot bucket (start not before end, outside 0 .. year 9999):
+    the caller's error, refused before any query; ``field`` names the bad bound."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_range(start_ms: float, end_ms: float, defaulted: str = "") -> None:
+    """:class:`RangeError` unless 0 <= start_ms < end_ms <= :data:`MAX_EPOCH_MS` (both finite).
+    ``defaulted`` names a bound that was not given (the other one is then the bad one)."""
+    for field, value in (("start_ms", start_ms), ("end_ms", end_ms)):
+        if not (math.isfinite(value) and 0 <= value <= MAX_EPOCH_MS):
+            raise RangeError(field, f"{field}={value} is not epoch milliseconds between 0 and the year 9999")
+    if start_ms >= end_ms:
+        field = "end_ms" if defaulted == "start_ms" else "start_ms"
+        start_note = " (the session's first event)" if defaulted == "start_ms" else ""
+        end_note = " (the session's last event, or now)" if defaulted == "end_ms" else ""
+        raise RangeError(
+            field, f"start_ms={start_ms:.0f}{start_note} must be before end_ms={end_ms:.0f}{end_note}"
+        )
 
 
 def _histogram(field_names: Sequence[str], interval: int, start_ms: float, end_ms: float) -> dict[str, Any]:
@@ -95,13 +123,17 @@ class TelemetryQueries:
         self.guard = OutageGuard("elasticsearch", backoff_s)
 
     def _search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
-        from elasticsearch import NotFoundError
+        from elasticsearch import ApiError, NotFoundError
 
         def run() -> dict[str, Any]:
             try:
                 return dict(self.es.search(index=index, body=body, ignore_unavailable=True))
             except NotFoundError:  # no telemetry indexed yet: nothing to show, not an outage
                 return {"hits": {"hits": [], "total": {"value": 0}}, "aggregations": {}}
+            except ApiError as error:  # a 4xx refuses this query only: Elasticsearch is up
+                if 400 <= error.status_code < 500 and error.status_code not in (408, 429):
+                    raise QueryRefused("elasticsearch", f"{error.status_code} {str(error)[:200]}") from error
+                raise
 
         return self.guard.call(run)
 
@@ -167,7 +199,8 @@ class TelemetryQueries:
         points: int = 300,
         ma_window: int = 10,
     ) -> dict[str, Any]:
-        """Downsampled series of one session between ``start_ms`` and ``end_ms`` (epoch ms).
+        """Downsampled series of one session between ``start_ms`` and ``end_ms`` (epoch ms);
+        :class:`RangeError` when the range (defaults resolved) is empty or out of bounds.
 
         Returns ``{"start_ms", "end_ms", "interval_ms", "workers": {field: {label: Series}},
         "eval": {"eval_return": Series}, "memory": {field: Series}, "event_count"}`` where the
@@ -176,11 +209,19 @@ class TelemetryQueries:
         ``train_stats``; ``eval`` holds the evaluator's mean greedy return per time bucket.
         """
         points = max(10, min(points, MAX_POINTS))
-        if start_ms is None or end_ms is None:
+        defaulted = "start_ms" if start_ms is None else "end_ms" if end_ms is None else ""
+        if start_ms is not None and end_ms is not None:
+            check_range(start_ms, end_ms)
+        else:
             bounds = self.time_bounds([session_id]).get(session_id)
             now_ms = time.time() * 1000
             end_ms = end_ms if end_ms is not None else max(now_ms, bounds[1] if bounds else now_ms)
-            start_ms = start_ms if start_ms is not None else (bounds[0] if bounds else end_ms - 15 * 60_000)
+            start_ms = (
+                start_ms
+                if start_ms is not None
+                else (bounds[0] if bounds else max(0.0, end_ms - DEFAULT_SPAN_MS))
+            )
+            check_range(start_ms, end_ms, defaulted)
         interval = interval_ms(start_ms, end_ms, points)
         session_filter = {"term": {"session_id": session_id}}
         per_worker = {
@@ -292,4 +333,4 @@ class TelemetryQueries:
         self.es.close()
 
 
-__all__ = ["ServiceDown", "TelemetryQueries"]
+__all__ = ["QueryRefused", "RangeError", "ServiceDown", "TelemetryQueries"]

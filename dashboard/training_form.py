@@ -118,13 +118,14 @@ def validate(answers: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     Only the form's fields are accepted; blank answers take the default. Raises
     :class:`FormError` naming every refused field (the CLI's message for each).
     """
-    from hiverl.config import ConfigError, load_config
+    from hiverl.config import ConfigError, load_config, quoted
 
     unknown = sorted(set(answers) - set(FORM_FIELDS))
     if unknown:
+        names = [n if len(n) <= 100 else f"{n[:100]}... ({len(n)} characters)" for n in unknown]
         raise FormError(
-            f"unknown form fields {unknown}",
-            [{"field": name, "message": "not a field of this form"} for name in unknown],
+            f"unknown form fields {quoted(names[:10])}",
+            [{"field": name, "message": "not a field of this form"} for name in names[:10]],
         )
     given = {k: v for k, v in answers.items() if k in FORM_FIELDS and v not in (None, "")}
     try:

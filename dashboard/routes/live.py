@@ -8,13 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from dashboard.deps import Dashboard, DashDep, ViewerDep, page
-from dashboard.outage import ServiceDown
+from dashboard.deps import Dashboard, DashDep, ViewerDep, field_errors, page
+from dashboard.outage import QueryRefused, ServiceDown
+from dashboard.telemetry_queries import MAX_EPOCH_MS, RangeError
 
 router = APIRouter()
 
-#: Latest time a query may name: the end of year 9999 (epoch milliseconds), as dates allow.
-MAX_EPOCH_MS = 253_402_300_799_999.0
 EpochMs = Annotated[
     float | None,
     Query(ge=0, le=MAX_EPOCH_MS, allow_inf_nan=False, description="Epoch milliseconds."),
@@ -138,13 +137,19 @@ def live_series(
     last_s: Annotated[float | None, Query(gt=0, le=90 * 86400, allow_inf_nan=False)] = None,
     points: Annotated[int, Query(ge=10, le=2000)] = 300,
 ) -> dict[str, Any] | JSONResponse:
-    """Downsampled actor, learner, evaluator and memory series; ``last_s`` means [now - last_s, now]."""
+    """Downsampled actor, learner, evaluator and memory series; ``last_s`` means [now - last_s, now].
+
+    A range that is empty once the defaults are filled in (``start_ms`` after the session's last
+    event, ``end_ms`` before its first) is this request's 422, checked before Elasticsearch sees it.
+    """
     if last_s is not None:
         end_ms = time.time() * 1000
         start_ms = end_ms - last_s * 1000
-    if start_ms is not None and end_ms is not None and start_ms >= end_ms:
-        return JSONResponse({"detail": f"start_ms={start_ms} must be before end_ms={end_ms}"}, 422)
     try:
         return {**dash.telemetry.live_series(session_id, start_ms, end_ms, points), "down": {}}
+    except RangeError as error:
+        return field_errors((error.field, str(error)))
+    except QueryRefused as error:
+        return field_errors(("(query)", str(error)))
     except ServiceDown as error:
         return JSONResponse({"detail": str(error), "down": {error.service: error.reason}}, 503)

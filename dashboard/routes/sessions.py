@@ -13,6 +13,7 @@ from dashboard import archive_queries as aq
 from dashboard.archive_queries import Range, SessionFilter
 from dashboard.deps import DashDep, ViewerDep, page
 from dashboard.outage import ServiceDown
+from hiverl.config import quoted
 
 router = APIRouter()
 
@@ -32,12 +33,13 @@ def parse_time(text: str | None, field: str) -> float:
         pass
     else:
         if not math.isfinite(seconds) or abs(seconds) > 253_402_300_799:
-            raise ValueError(f"{field}={text!r} is not a time between the years 1 and 9999")
+            raise ValueError(f"{field}={quoted(text)} is not a time between the years 1 and 9999")
         return seconds
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{field}={text!r} is not a date (YYYY-MM-DD[THH:MM]) or epoch seconds") from None
+        message = f"{field}={quoted(text)} is not a date (YYYY-MM-DD[THH:MM]) or epoch seconds"
+        raise ValueError(message) from None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
 
 
@@ -63,7 +65,7 @@ def _filter_errors(
             except ValueError as error:
                 errors.append({"field": what, "message": str(error)})
     if order not in ("asc", "desc"):
-        errors.append({"field": "order", "message": f"order={order!r}: use asc or desc"})
+        errors.append({"field": "order", "message": f"order={quoted(order)}: use asc or desc"})
     return errors, parsed
 
 
@@ -120,7 +122,7 @@ def get_session(viewer: ViewerDep, dash: DashDep, session_id: str) -> dict[str, 
     except ServiceDown as error:
         return JSONResponse({"detail": str(error), "down": {error.service: error.reason}}, 503)
     if document is None:
-        return JSONResponse({"detail": f"session_id={session_id!r} is not in the archive"}, 404)
+        return JSONResponse({"detail": f"session_id={quoted(session_id)} is not in the archive"}, 404)
     return document
 
 
@@ -153,7 +155,7 @@ def compare_diff(viewer: ViewerDep, dash: DashDep, a: str, b: str) -> dict[str, 
         docs = {name: dash.archive.get(session_id) for name, session_id in (("a", a), ("b", b))}
     except ServiceDown as error:
         return JSONResponse({"detail": str(error), "down": {error.service: error.reason}}, 503)
-    missing = [f"{name}={sid!r}" for name, sid in (("a", a), ("b", b)) if docs[name] is None]
+    missing = [f"{name}={quoted(sid)}" for name, sid in (("a", a), ("b", b)) if docs[name] is None]
     if missing:
         return JSONResponse({"detail": f"not in the archive: {', '.join(missing)}"}, 404)
     doc_a, doc_b = docs["a"] or {}, docs["b"] or {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,15 +11,14 @@ from fastapi.responses import JSONResponse, Response
 from dashboard import training_form
 from dashboard.deps import AdminDep, Dashboard, DashDep, ViewerDep, field_errors, page
 from dashboard.outage import ServiceDown
+from dashboard.request_body import BodyRefused, read_json_body
 from dashboard.settings import DashboardSettings
 from dashboard.stopping import STOP_REASON, StopOutcome
 from dashboard.training import LaunchRefused
-from hiverl.session import new_session_id
+from hiverl.config import quoted
+from hiverl.session import is_session_id, new_session_id
 
 router = APIRouter()
-
-#: What ``hiverl train --session`` accepts (``SessionConfig.session_id``).
-SESSION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 @router.get("/train", include_in_schema=False)
@@ -66,9 +64,9 @@ def launch_limit_errors(resolved: dict[str, Any], settings: DashboardSettings) -
 @router.post("/api/train/start", response_model=None)
 async def train_start(request: Request, viewer: AdminDep, dash: DashDep) -> JSONResponse:
     try:
-        answers = await request.json()
-    except ValueError:
-        answers = None
+        answers = await read_json_body(request)
+    except BodyRefused as error:
+        return field_errors(("(body)", str(error)), status_code=error.status)
     if not isinstance(answers, dict):
         return field_errors(("(body)", "body must be a JSON object"))
     try:
@@ -121,10 +119,14 @@ def _key_prefixes(dash: Dashboard, session_id: str, document: dict[str, Any] | N
 def train_stop(session_id: str, viewer: AdminDep, dash: DashDep) -> JSONResponse:
     """Stop a running session wherever it was started: raise its board's stop flag in Redis (every
     role finishes, the learner checkpoints) and, for a session started here, send SIGINT too."""
-    if not SESSION_ID.match(session_id) or set(session_id) == {"."}:
-        return field_errors(("session_id", f"session_id={session_id[:80]!r} is not a session id"))
+    if not is_session_id(session_id) or set(session_id) == {"."}:
+        return field_errors(("session_id", f"session_id={quoted(session_id, 80)} is not a session id"))
     down: dict[str, str] = {}
-    ours = dash.launcher.get(session_id) is not None
+    launched = dash.launcher.get(session_id)
+    ours = launched is not None
+    if launched is not None and launched.process.poll() is not None:  # its `hiverl train` has exited
+        detail = f"session_id={session_id!r} has already ended (exit code {launched.process.poll()})"
+        return JSONResponse({"detail": detail, "down": down}, 409)
     document = None
     if not ours:
         try:
@@ -148,6 +150,9 @@ def train_stop(session_id: str, viewer: AdminDep, dash: DashDep) -> JSONResponse
             detail = f"session_id={session_id!r} is running but Redis does not answer"
             return JSONResponse({"detail": detail, "down": down}, 503)
         detail = f"session_id={session_id!r} is starting (its hive has no board yet): try again in a moment"
+        return JSONResponse({"detail": detail, "down": down}, 409)
+    if document is not None:  # archived, not running, no board left: it ended
+        detail = f"session_id={session_id!r} has already ended ({document.get('status')})"
         return JSONResponse({"detail": detail, "down": down}, 409)
     return JSONResponse(
         {

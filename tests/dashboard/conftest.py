@@ -70,3 +70,21 @@ def make_client(dashboard_home: Path, tmp_path: Path) -> Iterator[Any]:
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def make_app(make_client: Any, es_url: str, es_prefix: str, mongo_uri: str, mongo_db: str) -> Any:
+    """``make_app(redis_url=..., limiter=..., **settings) -> TestClient`` on the real services."""
+
+    def make(redis_url: str = "redis://127.0.0.1:9/0", limiter: Any = None, **settings: Any) -> TestClient:
+        return make_client(
+            es_url,
+            es_prefix,
+            mongo_uri,
+            mongo_db,
+            redis_url=redis_url,
+            settings=settings,
+            limiter=limiter or LoginRateLimiter(),
+        )
+
+    return make

@@ -320,6 +320,23 @@ def seed_sessions(mongo_uri: str, mongo_db: str, documents: Sequence[Mapping[str
         client.close()
 
 
+SECURITY_HEADERS = ("content-security-policy", "x-frame-options", "x-content-type-options")
+
+
+def assert_refused(response: Any, field: str, status: int = 422) -> str:
+    """A 4xx whose body names ``field``, with the app's security headers; returns the body."""
+    assert response.status_code == status, response.text
+    for header in SECURITY_HEADERS:
+        assert header in response.headers, (header, response.headers)
+    assert field in response.text, response.text
+    return str(response.text)
+
+
+def nothing_started(client: TestClient, tmp_path: Path) -> bool:
+    """No training process was started by ``client``'s app (the fake launcher writes ``fake.out``)."""
+    return client.get("/api/train/launched").json()["sessions"] == [] and not (tmp_path / "fake.out").exists()
+
+
 def wait_for(predicate: Any, timeout_s: float = 20.0, what: str = "condition") -> Any:
     """Poll ``predicate`` until truthy (returns its value) or fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
