@@ -8,12 +8,16 @@ The loop, one vector step (``actor.envs`` env steps) at a time:
    hive's inserted transitions);
 3. step the envs; with SAME_STEP autoreset the successor of a finished episode is
    ``infos["final_obs"]``, never the next episode's reset observation;
-4. fold the step into the n-step windows; finished episodes become ``episode`` events;
-5. every ``actor.insert_batch`` transitions: Ape-X initial priorities from this actor's own copy of
-   the network, one insert (on a background thread) and one board round trip that counts the
-   inserts and polls version, learner progress and the stop flag;
+4. fold the step into the n-step windows of all envs at once (:class:`game.acting.NStepFold`);
+   finished episodes become ``episode`` events;
+5. every ``actor.insert_batch`` transitions: Ape-X initial priorities from the values computed while
+   acting (Q(s_t, a_t) from the forward of step t, max_a Q(s_{t+n}, a) from the forward of step
+   t+n; see :mod:`game.acting`), one insert (encoded and written on a background thread) and one
+   board round trip that counts the inserts and polls version, learner progress and the stop flag;
 6. the rate limiter: while the hive's inserts are too far ahead of the learner, wait;
 7. every ``stats_interval_s`` a ``train_stats`` event.
+
+``stage_s`` adds up the seconds the loop spends in each step (``bench/acting.py`` reports them).
 
 In a solo hive (``actors = 0``) the learner's process runs one actor whose network *is* the
 learner's online network, so step 1 has nothing to do.
@@ -25,49 +29,28 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
 
+from game.acting import NStepFold, Rows, action_values, epsilon_greedy_q, td_priorities
 from game.board import Board, BoardState, Weights
-from game.dqn import (
-    NStepAccumulator,
-    NStepTransition,
-    QNetwork,
-    epsilon_greedy,
-    initial_priorities,
-    select_device,
-)
+from game.dqn import QNetwork, select_device
 from game.envs import env_spec, episode_stats, make_vector_env
 from game.hive_memory import memory_config, open_memory
 from game.rate_limiter import hive_rate_limiter
 from game.roles import RoleContext, RoleProcess
 from hiverl.events import EventSink
-from replay_memory import ObservationSpec, ReplayMemory, TransitionBatch
+from replay_memory import ObservationSpec, ReplayMemory
 
 RETURN_WINDOW = 100  # episodes in the running mean return
 MAX_INSERTS_IN_FLIGHT = 2
 LIMITER_POLL_S = 0.02  # how often a held-back actor looks at the board again
-
-
-def stack_transitions(
-    transitions: list[NStepTransition], obs_dtype: str, writer_id: str, priorities: np.ndarray | None
-) -> TransitionBatch:
-    """Build a replay_memory.TransitionBatch from n-step transitions."""
-    return TransitionBatch(
-        obs=np.stack([t.obs for t in transitions]).astype(obs_dtype, copy=False),
-        actions=np.array([t.action for t in transitions], dtype=np.int64),
-        rewards=np.array([t.reward for t in transitions], dtype=np.float32),
-        next_obs=np.stack([t.next_obs for t in transitions]).astype(obs_dtype, copy=False),
-        discounts=np.array([t.discount for t in transitions], dtype=np.float32),
-        terminated=np.array([t.terminated for t in transitions], dtype=bool),
-        truncated=np.array([t.truncated for t in transitions], dtype=bool),
-        n_steps=np.array([t.n_steps for t in transitions], dtype=np.int32),
-        episode_ids=np.array([t.episode_id for t in transitions], dtype=np.int64),
-        step_indices=np.array([t.step_index for t in transitions], dtype=np.int64),
-        worker_id=writer_id,
-        priorities=priorities,
-    )
+#: The loop's steps in ``Actor.stage_s``: the acting forward and ε-greedy, the env step, the
+#: bootstrap values of truncated episodes' final observations and the priorities, the n-step fold
+#: and episode events, building and handing over an insert, and waiting (inserts in flight, limiter).
+STAGES = ("act", "env", "priorities", "fold", "insert", "wait")
 
 
 class Actor(RoleProcess):
@@ -116,7 +99,7 @@ class Actor(RoleProcess):
         else:
             self.device = next(network.parameters()).device
         self.network = network
-        self.accumulator = NStepAccumulator(settings.envs, agent.n_step, agent.gamma)
+        self.fold = NStepFold(settings.envs, agent.n_step, agent.gamma)
 
         # The memory, the board and the learn/insert ratio.
         spec = ObservationSpec(shape=self.spec.obs_shape, dtype=self.spec.obs_dtype)
@@ -135,6 +118,7 @@ class Actor(RoleProcess):
         self.weights_version = 0
         self.board_state = self._retry(self.board.poll)
         self.waited_s = 0.0  # waiting on Redis or on the rate limiter
+        self.stage_s = dict.fromkeys(STAGES, 0.0)
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -153,35 +137,49 @@ class Actor(RoleProcess):
     def _call_weights(self) -> Weights | None:
         return self._retry(lambda: self.board.fetch(self.weights_version))
 
-    def _insert(self, transitions: list[NStepTransition]) -> None:
-        """Step 5: initial priorities from this actor's network; insert and count in the background."""
-        batch = stack_transitions(transitions, self.spec.obs_dtype, self.writer_id, None)
+    def _clock(self, stage: str, since: float) -> float:
+        """Add the time since ``since`` to ``stage``; return now."""
+        now = time.perf_counter()
+        self.stage_s[stage] += now - since
+        return now
 
-        def tensor(array: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(array, device=self.device)
+    def _final_values(
+        self, infos: dict[str, Any], terminated: np.ndarray, truncated: np.ndarray
+    ) -> np.ndarray | None:
+        """max_a Q(final_obs, a) where an episode was truncated (never acted on: one small forward)."""
+        cut = np.flatnonzero(truncated & ~terminated)
+        if not len(cut):
+            return None
+        values = np.zeros(len(terminated), dtype=np.float32)
+        final = np.stack([np.asarray(infos["final_obs"][i]) for i in cut])
+        values[cut] = action_values(self.network, final, self.device).max(axis=1)
+        return values
 
-        batch.priorities = initial_priorities(
-            self.network,
-            tensor(batch.obs),
-            tensor(batch.actions),
-            tensor(batch.rewards),
-            tensor(batch.discounts),
-            tensor(batch.next_obs),
-            self.hive.agent.priority_eps,
+    def _insert(self, rows: Rows) -> None:
+        """Step 5: initial priorities from the values computed while acting; insert and count in the
+        background (the memory validates and encodes on that thread)."""
+        tick = time.perf_counter()
+        priorities = td_priorities(
+            rows.q_taken, rows.rewards, rows.discounts, rows.bootstrap, self.hive.agent.priority_eps
         )
+        tick = self._clock("priorities", tick)
+        batch = rows.batch(self.spec.obs_dtype, self.writer_id, priorities)
 
         def write() -> BoardState:
             self._retry(lambda: self.memory.insert(batch))
             return self._retry(lambda: self.board.add_inserts(len(batch)))
 
         self.inserts_in_flight.append(self.inserter.submit(write))
+        self._clock("insert", tick)
         self._collect_inserts(block=len(self.inserts_in_flight) > MAX_INSERTS_IN_FLIGHT)
 
     def _collect_inserts(self, block: bool) -> None:
         while self.inserts_in_flight and (block or self.inserts_in_flight[0].done()):
             tick = time.perf_counter()
             self.board_state = self.inserts_in_flight.popleft().result()
-            self.waited_s += time.perf_counter() - tick
+            waited = time.perf_counter() - tick
+            self.waited_s += waited
+            self.stage_s["wait"] += waited
             block = False
 
     def _wait_for_learner(self, n: int) -> None:
@@ -194,7 +192,9 @@ class Actor(RoleProcess):
                 break
             time.sleep(LIMITER_POLL_S)
             self.board_state = self._retry(self.board.poll)
-        self.waited_s += time.perf_counter() - tick
+        waited = time.perf_counter() - tick
+        self.waited_s += waited
+        self.stage_s["wait"] += waited
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -208,11 +208,6 @@ class Actor(RoleProcess):
         config, settings = self.config, self.config.actor
         num_envs = settings.envs
         obs, _ = self.envs.reset(seed=self.seed)
-        episode_ids = np.arange(num_envs, dtype=np.int64)
-        next_episode_id = num_envs
-        episode_steps = np.zeros(num_envs, dtype=np.int64)
-        pending: list[NStepTransition] = []
-        last_return: float | None = None
         started = last_stats = time.monotonic()
         steps_at_stats, waited_at_stats = 0, 0.0
 
@@ -228,7 +223,7 @@ class Actor(RoleProcess):
                 memory_writes=self.board_state.inserts,
                 epsilon=self.epsilon(),
                 weights_version=self.weights_version,
-                last_return=last_return,
+                last_return=self.returns[-1] if self.returns else None,
                 mean_return_100=self.mean_return(),
             )
             last_stats, steps_at_stats, waited_at_stats = now, self.env_steps, self.waited_s
@@ -242,58 +237,32 @@ class Actor(RoleProcess):
             if self.follows_board and self.board_state.version > self.weights_version:
                 self._refresh_weights()
 
-            # Step 2: act.
+            # Step 2: act; the values also give the initial priorities (step 5).
+            tick = time.perf_counter()
             epsilon = self.epsilon()
-            actions = epsilon_greedy(
-                self.network, torch.as_tensor(np.asarray(obs), device=self.device), epsilon, self.rng
-            )
+            q = action_values(self.network, obs, self.device)
+            actions = epsilon_greedy_q(q, epsilon, self.rng)
+            tick = self._clock("act", tick)
 
             # Step 3: step the envs (SAME_STEP autoreset: successors of ended episodes in final_obs).
             next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
             self.env_steps += num_envs
+            tick = self._clock("env", tick)
+            final_values = self._final_values(infos, terminated, truncated)
+            tick = self._clock("priorities", tick)
 
             # Step 4: n-step windows and finished episodes.
-            for i in range(num_envs):
-                done = bool(terminated[i] or truncated[i])
-                successor = infos["final_obs"][i] if done else next_obs[i]
-                pending += self.accumulator.push(
-                    i,
-                    obs[i],
-                    int(actions[i]),
-                    float(rewards[i]),
-                    successor,
-                    bool(terminated[i]),
-                    bool(truncated[i]),
-                    int(episode_ids[i]),
-                    int(episode_steps[i]),
-                )
-                episode_steps[i] += 1
-                if done:
-                    episode_steps[i] = 0
-                    episode_ids[i] = next_episode_id
-                    next_episode_id += 1
-                    stats = episode_stats(infos, i)
-                    if stats is not None:
-                        last_return = stats[0]
-                        self.returns.append(stats[0])
-                        self.episodes += 1
-                        self._event(
-                            "episode",
-                            episode=self.episodes,
-                            episode_return=stats[0],
-                            episode_length=stats[1],
-                            env_steps=self.env_steps,
-                            epsilon=epsilon,
-                            weights_version=self.weights_version,
-                            mean_return_100=self.mean_return(),
-                        )
+            final_obs = infos.get("final_obs")
+            self.fold.push(obs, q, actions, rewards, next_obs, terminated, truncated, final_obs, final_values)
+            for i in np.flatnonzero(np.logical_or(terminated, truncated)):
+                self._episode_ended(infos, int(i), epsilon)
             obs = next_obs
+            self._clock("fold", tick)
 
             # Steps 5 and 6: insert with initial priorities; respect the learn/insert ratio.
-            if len(pending) >= settings.insert_batch:
-                self._wait_for_learner(len(pending))
-                self._insert(pending)
-                pending = []
+            if len(self.fold) >= settings.insert_batch:
+                self._wait_for_learner(len(self.fold))
+                self._insert_ready()
             else:
                 self._collect_inserts(block=False)
 
@@ -303,14 +272,39 @@ class Actor(RoleProcess):
                 emit_stats(now)
             yield
 
-        # Shutdown: keep what was collected, report the last interval.
-        if pending and not self._stopping():
-            self._insert(pending)
+        # Shutdown: keep what was collected (the last full windows bootstrap from the current
+        # observations), report the last interval.
+        if not self._stopping():
+            self.fold.resolve(action_values(self.network, obs, self.device).max(axis=1))
+            self._insert_ready()
         while self.inserts_in_flight:
             self._collect_inserts(block=True)
         emit_stats(time.monotonic())
         self.stop_reason = self.board_state.stop
         self.wall_s = time.monotonic() - started
+
+    def _insert_ready(self) -> None:
+        rows = self.fold.take()
+        if rows is not None:
+            self._insert(rows)
+
+    def _episode_ended(self, infos: dict[str, Any], env: int, epsilon: float) -> None:
+        """An episode of env ``env`` ended at this step: an ``episode`` event when the game is over."""
+        stats = episode_stats(infos, env)
+        if stats is None:
+            return
+        self.returns.append(stats[0])
+        self.episodes += 1
+        self._event(
+            "episode",
+            episode=self.episodes,
+            episode_return=stats[0],
+            episode_length=stats[1],
+            env_steps=self.env_steps,
+            epsilon=epsilon,
+            weights_version=self.weights_version,
+            mean_return_100=self.mean_return(),
+        )
 
     def close(self) -> None:
         self.inserter.shutdown(wait=True)
