@@ -173,7 +173,7 @@ def test_a_query_elasticsearch_refuses_does_not_trip_the_outage_guard(
     seed_events(es_url, es_prefix, training_events("refused-a", time.time() - 60, seconds=5, actors=1))
     client = make_app()
     sign_in(client, VIEWER)
-    telemetry = client.app.state.dashboard.telemetry  # type: ignore[attr-defined]
+    telemetry = client.app.state.dashboard.telemetry
     with pytest.raises(QueryRefused, match="elasticsearch refused the query: 400"):
         telemetry._search(telemetry.training_index, {"query": {"no_such_query": {}}})
     assert client.get("/api/live/series", params={"session_id": "refused-a"}).status_code == 200
