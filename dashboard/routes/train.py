@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from dashboard import training_form
 from dashboard.deps import AdminDep, Dashboard, DashDep, ViewerDep, field_errors, page
@@ -69,8 +70,8 @@ async def train_start(request: Request, viewer: AdminDep, dash: DashDep) -> JSON
         return field_errors(("(body)", str(error)), status_code=error.status)
     if not isinstance(answers, dict):
         return field_errors(("(body)", "body must be a JSON object"))
-    try:
-        settings_json, args = training_form.validate(answers)
+    try:  # in a worker thread: checking a new env id makes the env once (see hiverl.env_ids)
+        settings_json, args = await run_in_threadpool(training_form.validate, answers)
     except training_form.FormError as error:
         return JSONResponse({"detail": error.errors, "message": str(error)}, 422)
     limits = launch_limit_errors(settings_json, dash.settings)
