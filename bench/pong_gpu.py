@@ -1,7 +1,7 @@
 """Pong on one GPU: one learner on CUDA, N actors and an evaluator sharing one Redis memory.
 
 Runs ``ALE/Pong-v5`` (DQN preprocessing, 4x84x84 uint8 stacks) with the hive topology of
-``game/trainer.py``: the learner trains one network on CUDA (batch 256, ``--fetch-threads`` threads
+``game/trainer.py``: the learner trains one network on CUDA (batch 256, ``--samplers`` processes
 prefetching prioritized batches from Redis, 8 samples per inserted transition), ``--actors`` actor
 processes of ``--envs-per-actor`` envs each play the latest weights on ``--actor-device`` (Ape-X
 ε ladder), and the evaluator plays greedy rounds; it stops once an evaluation round of 20 games
@@ -11,8 +11,9 @@ H200 and 16 CPU cores. Never in CI; ``--cpu-smoke`` runs the whole script on CPU
 
 Steps: 1. resolve the settings; 2. train, printing a progress line every minute; 3. measure how
 many batches of 256 Pong transitions one process receives from the filled memory per second with
-the learner's :class:`game.hive_memory.SampleFetcher`; 4. delete the memory's keys; 5. report: a
-table, a PNG of return against minutes (skipped when matplotlib is missing) and, as the last line,
+the learner's sampler processes (:mod:`game.sampling`), staged onto its device; 4. delete the
+memory's keys; 5. report: a table, where one learner update's time goes, the threads every role
+process ran with, a PNG of return against minutes (skipped when matplotlib is missing) and, as the last line,
 one JSON object. ``--sampling-only`` skips training: it fills a memory with Pong transitions (real
 frames of random play) through :class:`replay_memory.ReplayMemory` and measures step 3 only.
 
@@ -38,17 +39,21 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from learner_path import fill_memory, measure_sampling
+
 from game.envs import env_spec, make_env
-from game.hive_memory import SampleFetcher, memory_config
+from game.hive_memory import memory_config
+from game.learner_stats import PHASES
 from game.trainer import RoleView, Trainer, TrainingResult, ensure_redis
 from hiverl.config import SessionConfig, deep_update, load_config, parse_assignments
-from replay_memory import MemoryConfig, ObservationSpec, ReplayMemory, TransitionBatch
-from replay_memory.codec import encode_batch
+from replay_memory import MemoryConfig, ObservationSpec
 
 TARGET = 18.0
 WINDOW = 20  # actor games in the "mean score" of a progress line
+THREAD_KEYS = ("torch_threads", "torch_interop_threads", "blas_threads", "cv2_threads", "os_threads")
 SAMPLE_BATCH = 256  # transitions per batch in the sampling measurement
 POLL_S = 1.0
 
@@ -76,7 +81,7 @@ PONG: dict[str, Any] = {
     "learner": {
         "samples_per_insert": 8.0,
         "sample_chunk": 2,
-        "fetch_threads": 4,
+        "samplers": 4,
         "min_size": 20_000,
         "rate_slack": 8_000,
         "weights_interval": 100,
@@ -105,7 +110,7 @@ CPU_SMOKE: dict[str, Any] = {
     "learner": {
         "samples_per_insert": 2.0,
         "sample_chunk": 1,
-        "fetch_threads": 1,
+        "samplers": 1,
         "min_size": 64,
         "rate_slack": 1_000,
         "weights_interval": 10,
@@ -132,6 +137,9 @@ class Observed:
     learner_updates_per_s: float | None = None  # latest train_stats
     learner_memory_wait: float | None = None
     actor_rates: dict[int, float] = field(default_factory=dict)  # actor index -> latest env steps/s
+    role_threads: dict[str, dict[str, int]] = field(default_factory=dict)  # "actor-0" -> its started event's
+    update_ms: dict[str, float] = field(default_factory=dict)  # phase -> ms summed over updates
+    timed_updates: int = 0  # updates in update_ms
 
 
 class EventCollector:
@@ -150,12 +158,26 @@ class EventCollector:
             elif kind == "eval":
                 seen.evals.append((when, float(event["eval_return"])))
             elif kind == "train_stats" and role == "learner":
+                before = seen.learner_stats[-1][1] if seen.learner_stats else 0
                 seen.learner_stats.append((when, int(event.get("updates", 0))))
                 seen.learner_updates_per_s = event.get("updates_per_s")
                 seen.learner_memory_wait = event.get("memory_time_share")
+                self._time_updates(event, seen.learner_stats[-1][1] - before)
+            elif kind == "started":
+                slug = f"actor-{event.get('worker_index', 0)}" if role == "actor" else str(role)
+                seen.role_threads[slug] = {k: int(event[k]) for k in THREAD_KEYS if k in event}
             elif kind == "train_stats" and role == "actor":
                 seen.actor_stats.append((when, int(event.get("env_steps", 0))))
                 seen.actor_rates[int(event.get("worker_index", 0))] = float(event.get("env_steps_per_s", 0.0))
+
+    def _time_updates(self, event: Any, updates: int) -> None:
+        """Add one interval's learner phases (ms per update) weighted by its updates."""
+        if updates <= 0 or event.get("update_ms_step") is None:
+            return
+        for phase in PHASES:
+            value = event.get(f"update_ms_{phase}") or 0.0
+            self.observed.update_ms[phase] = self.observed.update_ms.get(phase, 0.0) + value * updates
+        self.observed.timed_updates += updates
 
     def flush(self, timeout_s: float = 10.0) -> None:
         pass
@@ -198,7 +220,7 @@ def resolve_settings(args: argparse.Namespace, prefix: str) -> SessionConfig:
         "model_dir": str(args.out / "models"),
         "memory": {"key_prefix": prefix},
         "actor": {"envs": args.envs_per_actor},
-        "learner": {"fetch_threads": args.fetch_threads},
+        "learner": {"samplers": args.samplers},
         "evaluator": {"stop_when_solved": not args.full},
     }
     if args.device is not None:
@@ -260,104 +282,7 @@ def train(
 # ---------------------------------------------------------------------------------------------
 
 
-def measure_sampling(
-    redis_url: str, config: MemoryConfig, *, chunk: int, threads: int, seconds: float, beta: float
-) -> dict[str, Any]:
-    """Batches of 256 per second that one process receives through :class:`SampleFetcher`.
-
-    Keeps ``threads + 1`` chunks in flight, as the learner does; priorities are not written back.
-    The first round (connections, scripts) is warm-up and not counted.
-    """
-    with ReplayMemory.open(redis_url, config) as memory:
-        stored = len(memory)
-    batch_size = min(SAMPLE_BATCH, stored)
-    if batch_size < 1:
-        return {"sample_batches_per_s": None, "sample_batch_size": 0, "sample_memory_size": stored}
-    fetcher = SampleFetcher(
-        redis_url,
-        config,
-        batch_size=batch_size,
-        chunk=chunk,
-        threads=threads,
-        seed=12345,
-        should_stop=lambda: False,
-        on_outage=lambda text: print(text, file=sys.stderr),
-    )
-    depth = threads + 1
-    try:
-        for _ in range(depth):  # warm-up: every thread opens its client
-            fetcher.request(beta)
-        for _ in range(depth * chunk):
-            fetcher.next_batch()
-        for _ in range(depth):
-            fetcher.request(beta)
-        batches, waited_before = 0, fetcher.blocked_s
-        started = time.perf_counter()
-        while (elapsed := time.perf_counter() - started) < seconds:
-            batch = fetcher.next_batch()
-            assert batch is not None and len(batch) == batch_size
-            batches += 1
-            while len(fetcher.in_flight) < depth:
-                fetcher.request(beta)
-        waited = fetcher.blocked_s - waited_before
-    finally:
-        fetcher.close()
-    return {
-        "sample_batches_per_s": batches / elapsed,
-        "sample_transitions_per_s": batches * batch_size / elapsed,
-        "sample_batch_size": batch_size,
-        "sample_chunk": chunk,
-        "sample_fetch_threads": threads,
-        "sample_seconds": elapsed,
-        "sample_wait_share": waited / elapsed,  # of a consumer that does nothing else
-        "sample_memory_size": stored,
-    }
-
-
-def pong_transitions(count: int, seed: int, n_step: int = 3) -> TransitionBatch:
-    """``count`` 3-step transitions of real Pong frames (random play), stored like the actors' ones."""
-    env = make_env("ALE/Pong-v5", seed=seed)
-    rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    stacks, episode_ids, steps = [np.asarray(obs)], [0], [0]
-    episode = 0
-    while len(stacks) < count + n_step:
-        obs, _, terminated, truncated, _ = env.step(int(rng.integers(6)))
-        if terminated or truncated:
-            obs, _ = env.reset()
-            episode += 1
-        stacks.append(np.asarray(obs))
-        episode_ids.append(episode)
-        steps.append(0 if terminated or truncated else steps[-1] + 1)
-    env.close()
-    frames = np.stack(stacks)
-    return TransitionBatch(
-        obs=frames[:count],
-        actions=rng.integers(6, size=count),
-        rewards=np.zeros(count, np.float32),
-        next_obs=frames[n_step : count + n_step],
-        discounts=np.full(count, 0.99**n_step, np.float32),
-        terminated=np.zeros(count, bool),
-        truncated=np.zeros(count, bool),
-        n_steps=np.full(count, n_step, np.int32),
-        episode_ids=np.asarray(episode_ids[:count], np.int64),
-        step_indices=np.asarray(steps[:count], np.int64),
-        worker_id="bench-pong-gpu",
-    )
-
-
-def fill_memory(redis_url: str, config: MemoryConfig, count: int, seed: int) -> float:
-    """Insert ``count`` Pong transitions (a pool of real frames, encoded once, inserted in cycles)."""
-    pool = pong_transitions(min(count, 2_048), seed)
-    payloads = encode_batch(pool, config.observation)
-    started = time.perf_counter()
-    with ReplayMemory.open(redis_url, config) as memory:
-        done = 0
-        while done < count:
-            part = payloads[: min(len(payloads), count - done, 512)]
-            done += memory.insert_encoded(part)
-            payloads = payloads[len(part) :] + payloads[: len(part)]  # rotate through the pool
-    return time.perf_counter() - started
+# The sampling measurement lives in bench/learner_path.py (shared with bench/gpu_proxies.py).
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,8 +394,28 @@ def empty_summary(settings: dict[str, Any]) -> dict[str, Any]:
         "updates_total": 0,
         "wall_clock_s": 0.0,
         "sample_batches_per_s": None,
+        "learner_update_ms": {},
+        "role_threads": {},
         "settings": settings,
     }
+
+
+def update_breakdown(seen: Observed) -> dict[str, float]:
+    """Where one learner update's time went over the run: host ms per update by phase (on a GPU the
+    host waits for the device in the phase that needs it: the step, or the stage when it is full)."""
+    n = seen.timed_updates
+    return {phase: round(total / n, 3) for phase, total in seen.update_ms.items()} if n else {}
+
+
+def print_threads_and_breakdown(seen: Observed) -> None:
+    print(f"{'role process':<14} " + " ".join(f"{key.removesuffix('_threads'):>8}" for key in THREAD_KEYS))
+    for slug, counts in sorted(seen.role_threads.items()):
+        print(f"{slug:<14} " + " ".join(f"{counts.get(key, -1):>8}" for key in THREAD_KEYS))
+    breakdown = update_breakdown(seen)
+    if breakdown:
+        total = sum(breakdown.values())
+        parts = " · ".join(f"{phase} {ms:.2f}" for phase, ms in breakdown.items())
+        print(f"learner update: {total:.2f} ms on the host = {parts} (fetch/decode: in the samplers)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,7 +432,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=8.0, help="wall-clock limit of the training")
     parser.add_argument("--device", default=None, help="the learner's device (default cuda)")
     parser.add_argument("--actor-device", default=None, help="actors' and evaluator's device (default cpu)")
-    parser.add_argument("--fetch-threads", type=int, default=None, help="learner sampling threads (4)")
+    parser.add_argument("--samplers", type=int, default=None, help="learner sampler processes (4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--full", action="store_true", help="keep training after the evaluator's 18")
     parser.add_argument("--set", action="append", default=[], help="extra setting, e.g. agent.lr=0.0001")
@@ -505,10 +450,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.sample_seconds = min(args.sample_seconds, 2.0)
         args.actors = 1 if args.actors is None else args.actors
         args.envs_per_actor = args.envs_per_actor or 2
-        args.fetch_threads = args.fetch_threads or 1
+        args.samplers = args.samplers or 1
     args.actors = 8 if args.actors is None else args.actors
     args.envs_per_actor = args.envs_per_actor or 8
-    args.fetch_threads = args.fetch_threads or 4
+    args.samplers = args.samplers or 4
     if args.actors < 1:
         parser.error("--actors must be >= 1 (one learner and its actors)")
     return args
@@ -532,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
         "full": args.full,
         "device": device_name(config.device),
         "actor_device": config.actor_device,
-        "fetch_threads": config.learner.fetch_threads,
+        "samplers": config.learner.samplers,
         "cpu_smoke": args.cpu_smoke,
         "sampling_only": args.sampling_only,
         "config": config.to_json_dict(),
@@ -559,7 +504,7 @@ def main(argv: list[str] | None = None) -> None:
             # Step 2: train.
             print(
                 f"Pong hive: 1 learner ({settings['device']}, batch {config.agent.batch_size},"
-                f" {config.learner.fetch_threads} fetch threads), {config.actors} actors x"
+                f" {config.learner.samplers} samplers), {config.actors} actors x"
                 f" {config.actor.envs} envs ({config.actor_device}), evaluator; at most"
                 f" {args.minutes:g} min{'' if args.full else ', stops at 18'}",
                 flush=True,
@@ -572,6 +517,8 @@ def main(argv: list[str] | None = None) -> None:
             last_actor_report = max((t for t, _ in seen.actor_stats), default=origin)
             print()
             print_table(result.views)
+            print()
+            print_threads_and_breakdown(seen)
             print()
             png = plot(
                 args.out / "pong_gpu.png",
@@ -595,6 +542,9 @@ def main(argv: list[str] | None = None) -> None:
                     env_steps / (last_actor_report - origin) if last_actor_report > origin else None
                 ),
                 "learner_memory_wait_share": learner.memory_time_share,
+                "learner_update_ms": update_breakdown(seen),
+                "role_threads": {slug: counts["torch_threads"] for slug, counts in seen.role_threads.items()},
+                "role_thread_details": seen.role_threads,
                 "env_steps_total": env_steps,
                 "updates_total": learner.updates,
                 "wall_clock_s": round(result.wall_s, 1),
@@ -608,16 +558,17 @@ def main(argv: list[str] | None = None) -> None:
             redis_url,
             memory,
             chunk=config.learner.sample_chunk,
-            threads=config.learner.fetch_threads,
+            samplers=config.learner.samplers,
             seconds=args.sample_seconds,
             beta=config.agent.beta_end,
+            device=config.device if config.device.startswith("cuda") else None,
         )
         summary |= sampled
         if sampled["sample_batches_per_s"] is not None:
             print(
                 f"sampling: {sampled['sample_batches_per_s']:.1f} batches of {sampled['sample_batch_size']}/s"
                 f" ({sampled['sample_transitions_per_s']:,.0f} transitions/s) with"
-                f" {config.learner.fetch_threads} fetch threads, chunk {config.learner.sample_chunk},"
+                f" {config.learner.samplers} samplers, chunk {config.learner.sample_chunk},"
                 f" memory of {sampled['sample_memory_size']:,}",
                 flush=True,
             )

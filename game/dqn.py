@@ -277,11 +277,15 @@ def initial_priorities(
 
 @dataclass
 class LearnResult:
-    """Outcome of one learning step."""
+    """Outcome of one learning step, left on the learner's device: reading it is a host sync, so the
+    learner reads the priorities on another thread and the loss only when it reports."""
 
-    loss: float
-    td_abs: np.ndarray  # [B] |y - Q(s, a)| measured in this step, the new priorities
-    q_mean: float
+    loss: torch.Tensor  # [] the importance-weighted Huber loss
+    td_abs: torch.Tensor  # [B] |y - Q(s, a)| measured in this step, the new priorities
+    q_mean: torch.Tensor  # [] mean Q(s, a) of the batch
+
+
+Batch = torch.Tensor | np.ndarray
 
 
 class DQNAgent:
@@ -299,33 +303,35 @@ class DQNAgent:
         self.settings = settings
         self.n_actions = n_actions
         self.device = torch.device(device)
-        if self.device.type == "cuda":
+        cuda = self.device.type == "cuda"
+        if cuda:
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest convs
         self.online = QNetwork(obs_shape, n_actions, settings.hidden_sizes, settings.dueling).to(self.device)
         self.target = QNetwork(obs_shape, n_actions, settings.hidden_sizes, settings.dueling).to(self.device)
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
-        # foreach: one kernel per step for all parameters (fewer Python calls on small networks)
+        # One kernel for every parameter: fused on CUDA, foreach on a CPU (fewer Python calls on
+        # small networks).
         self.optimizer = torch.optim.Adam(
-            self.online.parameters(), lr=settings.lr, eps=settings.adam_eps, foreach=True
+            self.online.parameters(),
+            lr=settings.lr,
+            eps=settings.adam_eps,
+            fused=cuda or None,
+            foreach=None if cuda else True,
         )
         self.updates = 0
 
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        # Arrays decoded from the memory may be read-only views; torch needs writable memory.
-        return torch.as_tensor(np.require(array, requirements="W"), device=self.device)
+    def _tensor(self, array: Batch, dtype: torch.dtype | None = None) -> torch.Tensor:
+        if isinstance(array, np.ndarray):  # arrays decoded from the memory may be read-only views
+            array = np.require(array, requirements="W")
+        return torch.as_tensor(array, dtype=dtype, device=self.device)
 
     def _q_and_targets(
-        self,
-        obs: np.ndarray,
-        actions: np.ndarray,
-        rewards: np.ndarray,
-        next_obs: np.ndarray,
-        discounts: np.ndarray,
+        self, obs: Batch, actions: Batch, rewards: Batch, next_obs: Batch, discounts: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
         obs_t = self._tensor(obs)
         next_t = self._tensor(next_obs)
-        actions_t = self._tensor(np.asarray(actions, dtype=np.int64)).unsqueeze(1)
+        actions_t = self._tensor(actions, torch.int64).unsqueeze(1)
         if self.settings.double:
             # One forward pass of the online network over s and s' (half the per-call overhead).
             both = self.online(torch.cat([obs_t, next_t]))
@@ -336,8 +342,8 @@ class DQNAgent:
         with torch.no_grad():
             next_target = self.target(next_t)
             targets = double_dqn_targets(
-                self._tensor(np.asarray(rewards, dtype=np.float32)),
-                self._tensor(np.asarray(discounts, dtype=np.float32)),
+                self._tensor(rewards, torch.float32),
+                self._tensor(discounts, torch.float32),
                 next_online if next_online is not None else next_target,
                 next_target,
                 double=self.settings.double,
@@ -346,17 +352,16 @@ class DQNAgent:
 
     # One learning step on a prioritized sample ----------------------------------------------
     def learn(
-        self,
-        obs: np.ndarray,
-        actions: np.ndarray,
-        rewards: np.ndarray,
-        next_obs: np.ndarray,
-        discounts: np.ndarray,
-        weights: np.ndarray,
+        self, obs: Batch, actions: Batch, rewards: Batch, next_obs: Batch, discounts: Batch, weights: Batch
     ) -> LearnResult:
-        """Minimise the IS-weighted Huber TD loss once; return the loss and the new |TD| per sample."""
+        """Minimise the IS-weighted Huber TD loss once; return the loss and the new |TD| per sample.
+
+        Takes tensors on the agent's device (or arrays, copied there) of B rows: ``obs``/``next_obs``
+        ``[B, *obs_shape]``, ``actions`` ``[B]`` int, ``rewards``/``discounts``/``weights`` ``[B]``.
+        Nothing here waits for the device.
+        """
         q_taken, targets = self._q_and_targets(obs, actions, rewards, next_obs, discounts)
-        weights_t = self._tensor(np.asarray(weights, dtype=np.float32))
+        weights_t = self._tensor(weights, torch.float32)
         loss = weighted_huber_loss(q_taken, targets, weights_t, self.settings.huber_delta)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -365,11 +370,8 @@ class DQNAgent:
         self.updates += 1
         # Target network: hard copy every interval or Polyak averaging every step.
         self._update_target()
-        # One device-to-host copy for everything the learner needs (each copy is a GPU sync).
         q_detached = q_taken.detach()
-        host = torch.cat([(targets - q_detached).abs(), loss.detach()[None], q_detached.mean()[None]]).cpu()
-        values = host.numpy()
-        return LearnResult(loss=float(values[-2]), td_abs=values[:-2], q_mean=float(values[-1]))
+        return LearnResult(loss=loss.detach(), td_abs=(targets - q_detached).abs(), q_mean=q_detached.mean())
 
     @torch.no_grad()
     def _update_target(self) -> None:

@@ -2,12 +2,14 @@
 
 The loop, one learning step at a time:
 
-1. keep ``fetch_threads + 1`` sampled chunks in flight, each requested only when the rate limiter
-   allows it (``learner.samples_per_insert``; the sample count goes to the board with the request);
-2. take the next prioritized batch; when none is allowed yet, wait for the actors (a solo hive
+1. keep every sampler slot busy (``learner.samplers`` processes, 2 chunks each; :mod:`game.sampling`),
+   each chunk requested only when the rate limiter allows it (``learner.samples_per_insert``; the
+   sample count goes to the board with the request);
+2. take the next prioritized batch, already on the device (:mod:`game.staging`: one upload per
+   chunk, observations stacked there); when none is allowed yet, wait for the actors (a solo hive
    plays a vector step itself instead);
-3. one Double-DQN step with the importance weights (``game/dqn.py``);
-4. the new priorities, written back ``sample_chunk`` steps at a time;
+3. one Double-DQN step with the importance weights (``game/dqn.py``), never waiting for the GPU;
+4. the new priorities, written back ``sample_chunk`` steps at a time by a thread that waits for them;
 5. every ``weights_interval`` steps publish the weights to the board (a new version);
 6. ``train_stats`` every ``stats_interval_s``, a checkpoint every ``checkpoint_interval`` steps.
 
@@ -24,6 +26,7 @@ import contextlib
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -34,9 +37,12 @@ from game.board import Board, BoardState
 from game.checkpoints import ModelStore
 from game.dqn import DQNAgent, select_device
 from game.envs import env_spec, make_env
-from game.hive_memory import OUTAGE_ERRORS, SampleFetcher, Stopped, memory_config
+from game.hive_memory import OUTAGE_ERRORS, Stopped, memory_config
+from game.learner_stats import DeviceMean, UpdateTimer
 from game.rate_limiter import hive_rate_limiter
 from game.roles import RoleContext, RoleProcess, StatusCallback
+from game.sampling import SamplerPool
+from game.staging import DeviceBatch, PriorityWriter, Stager
 from hiverl.events import EventSink
 from replay_memory import ObservationSpec
 
@@ -85,17 +91,29 @@ class Learner(RoleProcess):
         self.memory_config = memory_config(
             config, ObservationSpec(shape=self.spec.obs_shape, dtype=self.spec.obs_dtype)
         )
-        self.fetcher = SampleFetcher(
+        self.request_size = config.agent.batch_size * settings.sample_chunk
+        self.limiter.check(self.request_size, config.actor.insert_batch)
+        self.pool = SamplerPool(
             context.redis_url,
             self.memory_config,
-            batch_size=config.agent.batch_size,
-            chunk=settings.sample_chunk,
-            threads=settings.fetch_threads,
+            rows=self.request_size,
+            samplers=settings.samplers,
             seed=seed + 1,
+            threads=config.torch_threads,
             should_stop=self._stopping,
             on_outage=self.on_outage,
         )
-        self.limiter.check(self.fetcher.request_size, config.actor.insert_batch)
+        self.stager = Stager(self.pool, self.device, self.spec.obs_shape, config.agent.batch_size)
+        self.priorities = PriorityWriter(
+            context.redis_url,
+            self.memory_config,
+            chunk=settings.sample_chunk,
+            priority_eps=config.agent.priority_eps,
+            should_stop=self._stopping,
+            on_outage=self.on_outage,
+        )
+        self.ready: deque[DeviceBatch] = deque()
+        self.timer = UpdateTimer()
         self.board = Board(context.redis_url, context.session_id, config.memory.key_prefix)
         self.resumed_from = self._restore()
         self.board_state = self._retry(self.board.poll)
@@ -132,7 +150,7 @@ class Learner(RoleProcess):
     def _drain(self) -> None:
         """Write the queued priorities (given up only when a stop comes during a Redis outage)."""
         with contextlib.suppress(Stopped):
-            self.fetcher.drain()
+            self.priorities.drain()
 
     def checkpoint(self) -> None:
         self._drain()  # the priorities of every step taken so far are in the memory
@@ -173,20 +191,34 @@ class Learner(RoleProcess):
         self._sync = self._board_thread.submit(self._retry, lambda: self.board.set_samples(samples))
 
     def _request_allowed_chunks(self) -> None:
-        """Step 1: top up the prefetch queue as far as the rate limiter allows (on the last known
-        counts; the board is synced in the background)."""
+        """Step 1: keep the samplers busy as far as the rate limiter allows (on the last known counts;
+        the board is synced in the background)."""
         self._sync_board()
-        depth = self.config.learner.fetch_threads + 1
-        size = self.fetcher.request_size
-        while len(self.fetcher.in_flight) < depth and self.limiter.can_sample(
-            self.board_state.inserts, self.samples, size
+        self.stager.reclaim()
+        while self.pool.can_request and self.limiter.can_sample(
+            self.board_state.inserts, self.samples, self.request_size
         ):
-            self.samples += size
-            self.fetcher.request(self._beta())
+            self.samples += self.request_size
+            self.pool.request(self._beta())
+
+    @property
+    def pending(self) -> int:
+        """Batches requested or ready but not yet learned from."""
+        return len(self.ready) + self.config.learner.sample_chunk * len(self.pool.in_flight)
+
+    def _next_batch(self) -> DeviceBatch:
+        """Step 2: the next batch on the device (``pending`` must be > 0)."""
+        if not self.ready:
+            chunk = self.pool.next_chunk()
+            assert chunk is not None
+            self.timer.lap("fetch_wait")
+            self.ready.extend(self.stager.stage(chunk))
+            self.timer.lap("stage")
+        return self.ready.popleft()
 
     def _budget_spent(self) -> bool:
         return self.board_state.inserts >= self.config.total_steps and not self.limiter.can_sample(
-            self.board_state.inserts, self.samples, self.fetcher.request_size
+            self.board_state.inserts, self.samples, self.request_size
         )
 
     def run(self, play: Iterator[None] | None = None) -> None:
@@ -203,8 +235,7 @@ class Learner(RoleProcess):
         started = last_stats = time.monotonic()
         updates_at_start = updates_at_stats = self.agent.updates
         blocked_at_stats = 0.0
-        losses: list[float] = []
-        q_means: list[float] = []
+        loss, q_mean = DeviceMean(), DeviceMean()
         next_checkpoint = (
             self.agent.updates // config.learner.checkpoint_interval + 1
         ) * config.learner.checkpoint_interval
@@ -219,18 +250,17 @@ class Learner(RoleProcess):
                 "train_stats",
                 updates=self.agent.updates,
                 updates_per_s=(self.agent.updates - updates_at_stats) / elapsed,
-                loss=float(np.mean(losses)) if losses else None,
-                mean_q=float(np.mean(q_means)) if q_means else None,
-                memory_time_share=(self.fetcher.blocked_s - blocked_at_stats) / elapsed,
+                loss=loss.read(),
+                mean_q=q_mean.read(),
+                memory_time_share=(self.pool.blocked_s - blocked_at_stats) / elapsed,
                 memory_writes=self.board_state.inserts,
                 learner_samples=self.samples,
                 samples_per_insert=self.samples / consumed if consumed > 0 else None,
                 weights_version=self.weights_version,
                 learning_rate=config.agent.lr,
+                **self.timer.report(),
             )
-            losses.clear()
-            q_means.clear()
-            last_stats, updates_at_stats, blocked_at_stats = now, self.agent.updates, self.fetcher.blocked_s
+            last_stats, updates_at_stats, blocked_at_stats = now, self.agent.updates, self.pool.blocked_s
 
         while True:
             if self.should_stop():
@@ -239,36 +269,39 @@ class Learner(RoleProcess):
             if self.board_state.stop is not None:
                 status = self.board_state.stop
                 break
-            if self._budget_spent() and not self.fetcher.pending and not solo_playing:
+            if self._budget_spent() and not self.pending and not solo_playing:
                 break
 
-            # Step 1: prefetch what the rate limiter allows.
+            # Step 1: keep the samplers busy as far as the rate limiter allows.
             self._request_allowed_chunks()
 
             # Step 2: the next batch; nothing allowed yet -> play (solo) or wait for the actors.
-            if not self.fetcher.pending:
+            if not self.pending:
                 if play is not None and solo_playing:
                     solo_playing = next(play, StopIteration) is not StopIteration
                 else:
                     time.sleep(IDLE_WAIT_S)
                 continue
-            batch = self.fetcher.next_batch()
-            assert batch is not None
+            self.timer.lap("other")
+            batch = self._next_batch()
 
-            # Step 3: one Double-DQN step with the importance weights.
+            # Step 3: one Double-DQN step with the importance weights (queued on the device).
             result = self.agent.learn(
                 batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.discounts, batch.weights
             )
-            losses.append(result.loss)
-            q_means.append(result.q_mean)
+            loss.add(result.loss)
+            q_mean.add(result.q_mean)
+            self.timer.lap("step")
 
-            # Step 4: the new priorities back to the memory.
-            priorities = (result.td_abs + config.agent.priority_eps).astype(np.float32)
-            self.fetcher.update_priorities(batch.indices, batch.generations, priorities)
+            # Step 4: the new priorities back to the memory (read off the device by the writer thread).
+            self.priorities.add(batch.indices, batch.generations, result.td_abs)
+            self.timer.lap("priorities")
 
             # Step 5: publish the weights.
             if self.agent.updates % config.learner.weights_interval == 0:
                 self._publish()
+                self.timer.lap("publish")
+            self.timer.count()
 
             # Step 6: statistics and checkpoints.
             now = time.monotonic()
@@ -295,12 +328,14 @@ class Learner(RoleProcess):
                 "updates": self.agent.updates,
                 "updates_this_run": self.agent.updates - updates_at_start,
                 "wall_s": wall,
-                "memory_time_share": self.fetcher.blocked_s / wall if wall > 0 else 0.0,
+                "memory_time_share": self.pool.blocked_s / wall if wall > 0 else 0.0,
             },
         )
 
     def close(self) -> None:
         self._board_thread.shutdown(wait=True, cancel_futures=True)
         with contextlib.suppress(Stopped, *OUTAGE_ERRORS):
-            self.fetcher.close()
+            self.priorities.close()
+        self.stager.close()
+        self.pool.close()
         self.board.close()

@@ -133,8 +133,11 @@ class LearnerSettings(_Section):
     sample_chunk: int = Field(
         default=16, ge=1, le=64, description="Batches fetched per sampling round trip to the memory."
     )
-    fetch_threads: int = Field(
-        default=1, ge=1, le=32, description="Threads fetching sampled chunks ahead of the learner."
+    samplers: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="Processes sampling and decoding chunks ahead of the learner (each holds 2 chunks).",
     )
     weights_interval: int = Field(
         default=20,

@@ -260,7 +260,7 @@ def _parse_rows(
 
 
 def _frame_stack_rows(
-    parsed: list[tuple[int, pb.Transition]], spec: ObservationSpec, bad: list[int]
+    parsed: list[tuple[int, pb.Transition]], spec: ObservationSpec, bad: list[int], out: memoryview | None
 ) -> tuple[list[pb.Transition], np.ndarray, np.ndarray, np.ndarray]:
     """Decompress the rows at once; their unique frames joined, and each row's frame indices into
     them. Rows whose data does not decode are added to ``bad``."""
@@ -281,30 +281,43 @@ def _frame_stack_rows(
         pieces.append(raw)
         offset += n_frames
         good.append(t)
-    # One copy into a writable buffer: torch can then take the frames without another one.
-    frames = np.frombuffer(bytearray().join(pieces), spec.dtype).reshape(offset, *spec.shape[1:])
+    frames = _join(pieces, spec.dtype, out).reshape(offset, *spec.shape[1:])
     both = np.array(indices, dtype=np.int64).reshape(len(good), 2 * spec.shape[0])
     return good, frames, both[:, : spec.shape[0]], both[:, spec.shape[0] :]
 
 
+def _join(pieces: Sequence[bytes | memoryview], dtype: str, out: memoryview | None) -> np.ndarray:
+    """The pieces one after the other in one writable array: in ``out`` when it has room (a caller's
+    shared memory: no copy after this one), else in a new buffer."""
+    size = sum(len(piece) for piece in pieces)
+    if out is None or len(out) < size:
+        return np.frombuffer(bytearray().join(pieces), dtype)
+    at = 0
+    for piece in pieces:
+        out[at : at + len(piece)] = piece
+        at += len(piece)
+    return np.frombuffer(out, dtype, count=size // np.dtype(dtype).itemsize)
+
+
 def decode_rows(
-    payloads: Sequence[bytes | None], spec: ObservationSpec
+    payloads: Sequence[bytes | None], spec: ObservationSpec, frames_out: memoryview | None = None
 ) -> tuple[dict[str, np.ndarray], list[int]]:
     """Decodes sampled payloads into the columns of a :class:`SampledBatch`; returns
     ``(arrays, bad_rows)``. Rows that are missing or corrupt are listed in ``bad_rows`` and left out.
 
     Observations come as unique ``frames`` and each row's ``obs_frames`` / ``next_obs_frames``
     (see :class:`SampledBatch`): a frame stack's unique frames are decompressed once and never
-    stacked here; a flat observation is one frame.
+    stacked here; a flat observation is one frame. With ``frames_out`` (bytes) the frames are
+    written there when they fit.
     """
     parsed, bad = _parse_rows(payloads, spec)
     if spec.is_frame_stack:
-        good, frames, obs_frames, next_obs_frames = _frame_stack_rows(parsed, spec, bad)
+        good, frames, obs_frames, next_obs_frames = _frame_stack_rows(parsed, spec, bad, frames_out)
         bad.sort()
     else:
         good = [t for _, t in parsed]
-        joined = bytearray().join([t.obs.data for t in good] + [t.next_obs.data for t in good])
-        frames = np.frombuffer(joined, spec.dtype).reshape(2 * len(good), *spec.shape)
+        pieces = [t.obs.data for t in good] + [t.next_obs.data for t in good]
+        frames = _join(pieces, spec.dtype, frames_out).reshape(2 * len(good), *spec.shape)
         obs_frames = np.arange(len(good), dtype=np.int64)[:, None]
         next_obs_frames = obs_frames + len(good)
     arrays = {

@@ -212,20 +212,28 @@ class ReplayMemory:
         return len(payloads)
 
     # ---------------------------------------------------------------- sampling
-    def sample(self, batch_size: int, beta: float, rng: np.random.Generator | None = None) -> SampledBatch:
+    def sample(
+        self,
+        batch_size: int,
+        beta: float,
+        rng: np.random.Generator | None = None,
+        frames_out: memoryview | None = None,
+    ) -> SampledBatch:
         """Draws ``batch_size`` transitions with P(i) = p_i^alpha / sum_k p_k^alpha (stratified).
 
         Args:
             batch_size: B >= 1, at most the number of transitions stored.
             beta: importance-sampling exponent in [0, 1].
             rng: source of the draws (default: this instance's generator).
+            frames_out: writable bytes the batch's frames are decoded into when they fit (shared
+                memory of the caller's); a batch drawn from several shards gets new memory.
         """
         if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
             raise InvalidConfigError("batch_size", batch_size, "an int >= 1")
         if not isinstance(beta, numbers.Real) or not 0.0 <= beta <= 1.0:
             raise InvalidConfigError("beta", beta, "a float in [0, 1]")
         rng = self._rng if rng is None else rng
-        parts = [self._sample_once(int(batch_size), rng)]
+        parts = [self._sample_once(int(batch_size), rng, frames_out=frames_out)]
         missing = int(batch_size) - len(parts[0]["indices"])
         for _ in range(CORRUPT_RETRIES):
             if missing <= 0:
@@ -249,7 +257,9 @@ class ReplayMemory:
             probabilities=cat["probabilities"],
         )
 
-    def _sample_once(self, n: int, rng: np.random.Generator, strict: bool = True) -> dict[str, np.ndarray]:
+    def _sample_once(
+        self, n: int, rng: np.random.Generator, strict: bool = True, frames_out: memoryview | None = None
+    ) -> dict[str, np.ndarray]:
         # 1. How many draws per shard: in proportion to each shard's priority mass.
         if len(self.shards) == 1:
             plan = [(self.shards[0], n)]
@@ -294,7 +304,9 @@ class ReplayMemory:
             min_mass = min(min_mass, shard_min)
 
             # 3. Decode; corrupt or missing entries are dropped from the memory and counted.
-            arrays, bad = decode_rows(payloads, self.config.observation)
+            arrays, bad = decode_rows(
+                payloads, self.config.observation, frames_out if len(plan) == 1 else None
+            )
             if bad:
                 shard.call("drop", [len(bad), _pack(slots[bad]), _pack(generations[bad])])
                 keep = np.setdiff1d(np.arange(len(slots)), bad)

@@ -165,6 +165,20 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("solved_return", "double", "reward", "mean return that counts as solved", _EVAL),
     Field("telemetry_dropped_total", "long", "events", "events the producer dropped (spool full)", _STATS),
     Field("telemetry_spooled", "long", "events", "events waiting in the producer's disk spool", _STATS),
+    # -- training_log: where the learner's update time goes (host ms per update, by phase) --------
+    *(
+        Field(
+            f"update_ms_{phase}", "double", "ms", f"learner host time per update: {meaning}", ("train_stats",)
+        )
+        for phase, meaning in (
+            ("fetch_wait", "waiting for the samplers' next chunk"),
+            ("stage", "staging a chunk onto the device (upload, stacking frames)"),
+            ("step", "queuing (on a GPU) or computing (on a CPU) the Double-DQN step"),
+            ("priorities", "queuing the new priorities for the writer thread"),
+            ("publish", "publishing the weights to the board"),
+            ("other", "the rest of the loop (rate limiter, board, statistics)"),
+        )
+    ),
     # -- training_log: started (one per role process, its thread budget as measured) -------------
     Field("pid", "long", "-", "operating-system id of the role's process", _STARTED),
     Field("torch_threads", "integer", "threads", "torch intra-op threads the process runs with", _STARTED),

@@ -24,6 +24,8 @@ EXPECTED_KEYS = {
     "updates_total",
     "wall_clock_s",
     "sample_batches_per_s",
+    "learner_update_ms",
+    "role_threads",
     "settings",
 }
 
@@ -50,6 +52,12 @@ def test_cpu_smoke_runs_end_to_end(tmp_path: Path, redis_url: str, redis_prefix:
     assert summary["sample_batches_per_s"] > 0  # the sampling phase ran against the filled memory
     assert summary["wall_clock_s"] > 0
     assert summary["settings"]["cpu_smoke"] is True
+    # Every role process said, from inside itself, that it ran on one torch thread (the default).
+    assert summary["role_threads"] == {"learner": 1, "actor-0": 1, "evaluator": 1}, summary["role_threads"]
+    # Where a learner update's time went, by phase (host ms per update).
+    breakdown = summary["learner_update_ms"]
+    assert set(breakdown) == {"fetch_wait", "stage", "step", "priorities", "publish", "other"}, breakdown
+    assert all(ms >= 0 for ms in breakdown.values()) and breakdown["step"] > 0
     assert summary["settings"]["config"]["memory"]["key_prefix"] == redis_prefix
     for minutes, eval_return in summary["eval_returns"]:
         assert minutes >= 0 and -21 <= eval_return <= 21

@@ -126,7 +126,7 @@ def test_learn_uses_weights_and_reports_td() -> None:
     result = agent.learn(
         batch_obs, actions, rewards, batch_obs, discounts, np.array([1.0, 0.0], dtype=np.float32)
     )
-    assert result.td_abs == pytest.approx(np.abs(rewards - before[[0, 1], actions]), rel=1e-5)
+    assert result.td_abs.numpy() == pytest.approx(np.abs(rewards - before[[0, 1], actions]), rel=1e-5)
     after = agent.online(torch.as_tensor(batch_obs)).detach().numpy()
     assert abs(after[0, 0] - 1.0) < abs(before[0, 0] - 1.0)  # the weighted sample moved towards its target
     assert agent.updates == 1

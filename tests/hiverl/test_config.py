@@ -98,7 +98,7 @@ def test_yaml_file(tmp_path: Path) -> None:
         ({"learner": {"rate_slack": 0}}, "learner.rate_slack", "greater than or equal to 1"),
         ({"learner": {"min_size": 0}}, "learner.min_size", "greater than or equal to 1"),
         ({"learner": {"sample_chunk": 65}}, "learner.sample_chunk", "less than or equal to 64"),
-        ({"learner": {"fetch_threads": 0}}, "learner.fetch_threads", "greater than or equal to 1"),
+        ({"learner": {"samplers": 0}}, "learner.samplers", "greater than or equal to 1"),
         ({"learner": {"weights_interval": 0}}, "learner.weights_interval", "greater than or equal to 1"),
         ({"learner": {"train_interval": 2}}, "learner.train_interval", "unknown setting"),
         ({"evaluator": {"interval_s": 0}}, "evaluator.interval_s", "greater than 0"),
