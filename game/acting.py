@@ -114,6 +114,31 @@ class Rows:
         )
 
 
+#: Rows of observations still in the envs' arrays: (array [k, *shape], row indices into it).
+_Piece = tuple[np.ndarray, np.ndarray]
+_COLUMNS = tuple(f.name for f in dataclasses.fields(Rows) if f.name not in ("obs", "next_obs"))
+
+
+@dataclass
+class _Chunk:
+    """Rows not taken yet: their observations are gathered only by :meth:`NStepFold.take`."""
+
+    columns: dict[str, np.ndarray]
+    obs: list[_Piece]
+    next_obs: list[_Piece]
+
+
+def _gather(pieces: list[_Piece], rows: int) -> np.ndarray:
+    """One array of the pieces' rows, in order: each observation is copied once."""
+    first = pieces[0][0]
+    out = np.empty((rows, *first.shape[1:]), dtype=first.dtype)
+    lo = 0
+    for array, index in pieces:
+        np.take(array, index, axis=0, out=out[lo : lo + len(index)], mode="clip")  # "raise" buffers
+        lo += len(index)
+    return out
+
+
 class NStepFold:
     """n-step windows of ``num_envs`` envs that step together, one call per vector step.
 
@@ -124,9 +149,10 @@ class NStepFold:
     the next number in env order) and their steps.
 
     The last ``n`` steps live in ring buffers: observation arrays by reference (the envs return a
-    fresh array every step), actions, rewards and Q(s, a) in ``[n, E]`` arrays. A full window's
+    fresh array every step; nothing here writes to one), actions, rewards and Q(s, a) in ``[n, E]``
+    arrays. Observations are copied once, into the arrays :meth:`take` returns. A full window's
     bootstrap is the max of the values the next call brings, so its row is ready one step later;
-    rows of ended episodes are ready at once. :meth:`take` hands over the ready rows.
+    rows of ended episodes are ready at once.
     """
 
     def __init__(self, num_envs: int, n: int, gamma: float) -> None:
@@ -134,7 +160,7 @@ class NStepFold:
             raise ValueError(f"need num_envs >= 1, n >= 1, 0 < gamma <= 1 (got {num_envs}, {n}, {gamma})")
         self.num_envs, self.n, self.gamma = num_envs, n, gamma
         self.powers = gamma ** np.arange(n + 1, dtype=np.float64)
-        self._obs: list[np.ndarray | None] = [None] * n
+        self._obs: list[np.ndarray] = [np.empty(0)] * n
         self._actions = np.zeros((n, num_envs), dtype=np.int64)
         self._rewards = np.zeros((n, num_envs), dtype=np.float64)
         self._q = np.zeros((n, num_envs), dtype=np.float32)
@@ -144,9 +170,9 @@ class NStepFold:
         self.episode_ids = np.arange(num_envs, dtype=np.int64)
         self.episode_steps = np.zeros(num_envs, dtype=np.int64)
         self.next_episode_id = num_envs
-        self._ready: list[Rows] = []
+        self._ready: list[_Chunk] = []
         self._ready_count = 0
-        self._waiting: tuple[np.ndarray, Rows] | None = None  # (env indices, rows) missing bootstrap
+        self._waiting: tuple[np.ndarray, _Chunk] | None = None  # (env indices, rows) missing bootstrap
 
     def __len__(self) -> int:
         """Rows ready to be taken."""
@@ -179,7 +205,7 @@ class NStepFold:
         self.resolve(q.max(axis=1))  # the values of obs bootstrap the windows completed last step
         slot = self._t % n
         self._t += 1
-        self._obs[slot] = obs
+        self._obs[slot] = np.asarray(obs)
         self._actions[slot] = actions
         self._rewards[slot] = rewards
         self._q[slot] = q[np.arange(self.num_envs), actions]
@@ -193,23 +219,23 @@ class NStepFold:
         if len(full):
             start = (slot + 1) % n  # the oldest slot (the newest when n = 1)
             order = (start + np.arange(n)) % n
-            held = self._obs[start]
-            assert held is not None
-            rows = Rows(
-                obs=held[full],
-                actions=self._actions[start, full],
-                rewards=(self.powers[:n] @ self._rewards[order][:, full]).astype(np.float32),
-                next_obs=np.asarray(next_obs)[full],
-                discounts=np.full(len(full), self.powers[n], dtype=np.float32),
-                terminated=np.zeros(len(full), dtype=bool),
-                truncated=np.zeros(len(full), dtype=bool),
-                n_steps=np.full(len(full), n, dtype=np.int32),
-                episode_ids=self.episode_ids[full],
-                step_indices=self._steps[start, full],
-                q_taken=self._q[start, full],
-                bootstrap=np.full(len(full), np.nan, dtype=np.float32),
+            k = len(full)
+            columns = {
+                "actions": self._actions[start, full],
+                "rewards": (self.powers[:n] @ self._rewards[order][:, full]).astype(np.float32),
+                "discounts": np.full(k, self.powers[n], dtype=np.float32),
+                "terminated": np.zeros(k, dtype=bool),
+                "truncated": np.zeros(k, dtype=bool),
+                "n_steps": np.full(k, n, dtype=np.int32),
+                "episode_ids": self.episode_ids[full],
+                "step_indices": self._steps[start, full],
+                "q_taken": self._q[start, full],
+                "bootstrap": np.full(k, np.nan, dtype=np.float32),
+            }
+            self._waiting = (
+                full,
+                _Chunk(columns, [(self._obs[start], full)], [(np.asarray(next_obs), full)]),
             )
-            self._waiting = (full, rows)
 
     def _flush(
         self,
@@ -232,45 +258,51 @@ class NStepFold:
             acc = self._rewards[slots[i], env] + self.gamma * acc
             returns[i] = acc
         horizons = np.arange(m, 0, -1)
-        last = np.asarray(final_obs[env])
+        bootstrap = 0.0 if terminated else final_values[env]  # type: ignore[index]
+        columns = {
+            "actions": self._actions[slots, env],
+            "rewards": returns.astype(np.float32),
+            "discounts": np.zeros(m, np.float32) if terminated else self.powers[horizons].astype(np.float32),
+            "terminated": np.full(m, terminated),
+            "truncated": np.full(m, not terminated),
+            "n_steps": horizons.astype(np.int32),
+            "episode_ids": np.full(m, self.episode_ids[env], dtype=np.int64),
+            "step_indices": self._steps[slots, env],
+            "q_taken": self._q[slots, env],
+            "bootstrap": np.full(m, bootstrap, dtype=np.float32),
+        }
+        row = np.array([env])
+        last = np.asarray(final_obs[env])[None]
         self._add_ready(
-            Rows(
-                obs=np.stack([self._obs[s][env] for s in slots]),  # type: ignore[index]
-                actions=self._actions[slots, env],
-                rewards=returns.astype(np.float32),
-                next_obs=np.broadcast_to(last, (m, *last.shape)),
-                discounts=np.zeros(m, np.float32) if terminated else self.powers[horizons].astype(np.float32),
-                terminated=np.full(m, terminated),
-                truncated=np.full(m, not terminated),
-                n_steps=horizons.astype(np.int32),
-                episode_ids=np.full(m, self.episode_ids[env], dtype=np.int64),
-                step_indices=self._steps[slots, env],
-                q_taken=self._q[slots, env],
-                bootstrap=np.full(m, 0.0 if terminated else final_values[env], dtype=np.float32),  # type: ignore[index]
-            )
+            _Chunk(columns, [(self._obs[s], row) for s in slots], [(last, np.zeros(m, dtype=np.int64))])
         )
         self.length[env] = 0
         self.episode_steps[env] = 0
         self.episode_ids[env] = self.next_episode_id
         self.next_episode_id += 1
 
-    def _add_ready(self, rows: Rows) -> None:
-        self._ready.append(rows)
-        self._ready_count += len(rows)
+    def _add_ready(self, chunk: _Chunk) -> None:
+        self._ready.append(chunk)
+        self._ready_count += len(chunk.columns["actions"])
 
     def resolve(self, values: np.ndarray) -> None:
         """Complete the rows waiting for their bootstrap: ``values`` [E] = max_a Q(s, a) of the envs'
         current observations (:meth:`push` does this itself; call it once more before a last take)."""
         if self._waiting is not None:
-            envs, rows = self._waiting
-            rows.bootstrap = np.asarray(values, dtype=np.float32)[envs]
+            envs, chunk = self._waiting
+            chunk.columns["bootstrap"] = np.asarray(values, dtype=np.float32)[envs]
             self._waiting = None
-            self._add_ready(rows)
+            self._add_ready(chunk)
 
     def take(self) -> Rows | None:
         """The ready rows in one :class:`Rows` (None when there are none); they are handed over."""
         if not self._ready:
             return None
-        rows = Rows.concat(self._ready)
+        chunks, count = self._ready, self._ready_count
         self._ready, self._ready_count = [], 0
-        return rows
+        columns = {name: np.concatenate([c.columns[name] for c in chunks]) for name in _COLUMNS}
+        return Rows(
+            obs=_gather([piece for c in chunks for piece in c.obs], count),
+            next_obs=_gather([piece for c in chunks for piece in c.next_obs], count),
+            **columns,
+        )
