@@ -13,16 +13,18 @@ Steps: 1. resolve the settings; 2. train, printing a progress line every minute;
 many batches of 256 Pong transitions one process receives from the filled memory per second with
 the learner's sampler processes (:mod:`game.sampling`), staged onto its device; 4. delete the
 memory's keys; 5. report: a table, where one learner update's time goes, the threads every role
-process ran with, a PNG of return against minutes (skipped when matplotlib is missing) and, as the last line,
-one JSON object. ``--sampling-only`` skips training: it fills a memory with Pong transitions (real
-frames of random play) through :class:`replay_memory.ReplayMemory` and measures step 3 only.
+process ran with, a PNG of return against minutes (skipped when matplotlib is missing) and, as the
+last line, one JSON object. ``--acting-only`` runs no learner: the actors play with nothing holding
+them back (``bench/acting.py``), for their env steps/s. ``--sampling-only`` skips training: it fills
+a memory with Pong transitions (real frames of random play) through
+:class:`replay_memory.ReplayMemory` and measures step 3 only.
 
 Minutes in the curves and ``minutes_to_18`` count from the hive's first env step (process
 start-up excluded, as in ``bench/time_to_solve.py``); ``minutes_to_18`` is the evaluator's
 confirmed "solved" (null when not reached). Progress lines show wall-clock minutes since launch.
 
 Usage: ``python bench/pong_gpu.py [--actors 8] [--envs-per-actor 8] [--minutes 8] [--device cuda]
-[--full] [--set KEY=VALUE ...]``; ``--cpu-smoke``; ``--sampling-only [--fill 50000]``.
+[--full] [--set KEY=VALUE ...]``; ``--cpu-smoke``; ``--acting-only``; ``--sampling-only [--fill 50000]``.
 """
 
 from __future__ import annotations
@@ -441,6 +443,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sample-seconds", type=float, default=10.0, help="length of the sampling phase")
     parser.add_argument("--sampling-only", action="store_true", help="no training: fill, then sample")
     parser.add_argument("--fill", type=int, default=50_000, help="transitions for --sampling-only")
+    parser.add_argument(
+        "--acting-only", action="store_true", help="no learner: the actors' env steps/s, nothing holding them"
+    )
     parser.add_argument("--report-s", type=float, default=60.0, help="seconds between progress lines")
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny budgets on CPU (checks the script)")
     args = parser.parse_args(argv)
@@ -457,6 +462,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.actors < 1:
         parser.error("--actors must be >= 1 (one learner and its actors)")
     return args
+
+
+def acting_only(redis_url: str, config: SessionConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """``--acting-only``: the actors alone (``bench/acting.py``), the rate limiter out of their way."""
+    from acting import measure_acting
+
+    seconds = 20.0 if args.cpu_smoke else 60.0
+    print(
+        f"acting alone: {config.actors} actors x {config.actor.envs} envs of {config.env_id},"
+        f" {config.torch_threads} thread(s) each, {seconds:g} s",
+        flush=True,
+    )
+    acting = measure_acting(
+        redis_url,
+        actors=config.actors,
+        envs=config.actor.envs,
+        threads=config.torch_threads,
+        seconds=seconds,
+        env_id=config.env_id,
+        key_prefix=f"{config.memory.key_prefix}acting:",
+        warmup_s=5.0,
+        insert_batch=config.actor.insert_batch,
+    )
+    total = acting["env_steps_per_s_total"]
+    per_actor = acting["actor_env_steps_per_s_1_thread"]
+    print(f"actors: {total:,.0f} env steps/s in total ({per_actor:,.0f} per actor)")
+    return {"actor_env_steps_per_s": total, "acting": acting}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -484,6 +516,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     summary = empty_summary(settings)
     redis_url = ensure_redis()
+    if args.acting_only:
+        summary |= acting_only(redis_url, config, args)
+        print(json.dumps(summary, default=str))
+        return
     spec = env_spec(make_env(config.env_id, seed=0))
     observation = ObservationSpec(shape=spec.obs_shape, dtype=spec.obs_dtype)
 

@@ -121,6 +121,7 @@ class Learner(RoleProcess):
         self.weights_version = 0
         self._synced = 0.0
         self._sync: Future[BoardState] | None = None
+        self._publishing: Future[int] | None = None
         self._board_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="board")
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -130,9 +131,18 @@ class Learner(RoleProcess):
         fraction = min(1.0, self.board_state.inserts / self.config.total_steps)
         return agent.beta_start + (agent.beta_end - agent.beta_start) * fraction
 
-    def _publish(self) -> None:
-        state = self.agent.online.state_dict()
-        self.weights_version = self._retry(lambda: self.board.publish(state, self.agent.updates))
+    def _publish(self, wait: bool = False) -> None:
+        """Publish the online network's weights as a new version, on the board thread: the copy to
+        the host and the upload wait there, not in the loop (a snapshot on the device is taken now).
+        One publication in flight at a time; a newer one waits for the last."""
+        if self._publishing is not None:
+            self.weights_version = self._publishing.result()
+        state = {name: tensor.detach().clone() for name, tensor in self.agent.online.state_dict().items()}
+        updates = self.agent.updates
+        self._publishing = self._board_thread.submit(self._retry, lambda: self.board.publish(state, updates))
+        if wait:
+            self.weights_version = self._publishing.result()
+            self._publishing = None
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -179,6 +189,9 @@ class Learner(RoleProcess):
     def _sync_board(self) -> None:
         """Tell the board the sample count and read the actors' inserts, without waiting: one round
         trip in flight at a time, on the board thread, at most every ``BOARD_SYNC_S``."""
+        if self._publishing is not None and self._publishing.done():
+            self.weights_version = self._publishing.result()
+            self._publishing = None
         if self._sync is not None:
             if not self._sync.done():
                 return
@@ -227,7 +240,7 @@ class Learner(RoleProcess):
         if self.board_state.stop is not None:  # a resumed session trains again
             self._retry(self.board.clear_stop)
             self.board_state = self._retry(self.board.poll)
-        self._publish()  # actors joining now play the current weights at once
+        self._publish(wait=True)  # actors joining now play the current weights at once
         self.on_status(
             "started",
             {"pid": os.getpid(), "resumed_from": self.resumed_from, "weights_version": self.weights_version},
@@ -313,6 +326,9 @@ class Learner(RoleProcess):
 
         # Shutdown: every priority written, a checkpoint, the last weights, and the actors told.
         self.checkpoint()
+        if self._publishing is not None:
+            with contextlib.suppress(Stopped, *OUTAGE_ERRORS):  # the last one below is what counts
+                self._publishing.result()
         self.stop_reason = status
         with contextlib.suppress(*OUTAGE_ERRORS):  # the checkpoint holds them; Redis may be gone
             self.board.set_samples(self.samples)

@@ -18,13 +18,14 @@ import os
 import sys
 from typing import Any
 
-#: Variables the OpenMP, MKL, OpenBLAS, BLIS and numexpr runtimes read when they load.
+#: Variables the OpenMP, MKL, OpenBLAS, BLIS, numexpr and OpenCV runtimes read when they load.
 THREAD_ENV_VARS = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
     "BLIS_NUM_THREADS",
     "NUMEXPR_NUM_THREADS",
+    "OPENCV_FOR_THREADS_NUM",
 )
 
 _limits: Any = None  # threadpoolctl's limiter, kept alive for the life of the process
@@ -49,26 +50,13 @@ def limit_threads(threads: int) -> dict[str, int]:
             # Already sized, or parallel work already ran: it keeps what it has.
             with contextlib.suppress(RuntimeError):
                 torch.set_num_interop_threads(threads)
-    cv2 = _cv2()
+    cv2 = sys.modules.get("cv2")  # not imported yet: it reads OPENCV_FOR_THREADS_NUM when it is
     if cv2 is not None:
         cv2.setNumThreads(threads)
     from threadpoolctl import threadpool_limits
 
     _limits = threadpool_limits(limits=threads)
     return thread_counts()
-
-
-def _cv2() -> Any:
-    """OpenCV if it is importable (the game extra installs it), else None."""
-    if "cv2" in sys.modules:
-        return sys.modules["cv2"]
-    from importlib.util import find_spec
-
-    if find_spec("cv2") is None:
-        return None
-    import cv2
-
-    return cv2
 
 
 def thread_counts() -> dict[str, int]:

@@ -69,3 +69,27 @@ def test_cpu_smoke_runs_end_to_end(tmp_path: Path, redis_url: str, redis_prefix:
     # The run's memory, board and counters were deleted from Redis.
     with redis.Redis.from_url(redis_url) as client:
         assert not list(client.scan_iter(match=f"{redis_prefix}*", count=1000))
+
+
+def test_acting_only_measures_the_actors_alone(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    """``--acting-only``: no learner, the actors play with nothing holding them back, and say how fast."""
+    options = ["--cpu-smoke", "--acting-only", "--actors", "2", "--envs-per-actor", "2"]
+    options += ["--out", str(tmp_path), "--key-prefix", redis_prefix]
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), *options],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-4000:]
+    summary = json.loads(completed.stdout.strip().splitlines()[-1])
+    acting = summary["acting"]
+    assert acting["actors"] == 2 and acting["envs_per_actor"] == 2 and acting["threads"] == 1
+    assert summary["actor_env_steps_per_s"] == acting["env_steps_per_s_total"] > 0
+    assert summary["updates_total"] == 0  # nothing learned: acting alone
+    with redis.Redis.from_url(redis_url) as client:
+        assert not list(client.scan_iter(match=f"{redis_prefix}*", count=1000))
