@@ -4,7 +4,8 @@
 #   DIR/run_pong.sh [bench/pong_gpu.py options]     e.g. --minutes 7, or --cpu-smoke --minutes 1
 # It installs the bundle's wheels into a private folder (once), starts the bundled Redis on a free
 # port (127.0.0.1 only, nothing persisted), runs the benchmark against it and stops Redis on the
-# way out. The whole command is bounded (HIVERL_BUNDLE_TIMEOUT_S, 540 s by default: a device run
+# way out. HIVERL_REDIS_SHARDS=N starts N Redis servers and spreads the memory over them (one shard
+# each: a Redis server runs on one core, so shards on separate servers sample in parallel). The whole command is bounded (HIVERL_BUNDLE_TIMEOUT_S, 540 s by default: a device run
 # may take 10 minutes at most). The benchmark's output comes last; its last line is its JSON.
 # Outputs (runs, models, the PNG) go to DIR/work/var/ (under /tmp when DIR is read-only).
 set -euo pipefail
@@ -56,13 +57,15 @@ if [ "$(cat "$site/.installed" 2>/dev/null)" != "$stamp" ]; then
 fi
 
 # --- 2. Redis on a free port, stopped on the way out ---------------------------------------------
+shards=${HIVERL_REDIS_SHARDS:-1}
+[[ "$shards" =~ ^[1-9][0-9]*$ ]] || die "HIVERL_REDIS_SHARDS=$shards: expected a whole number >= 1"
 redis_dir=$(mktemp -d "${TMPDIR:-/tmp}/hiverl-bundle-redis.XXXXXX")
-redis_pid=""
+redis_pids=()
 stop_redis() {
-  if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
-    kill "$redis_pid" 2>/dev/null || true  # SIGTERM: without persistence Redis exits at once
-    wait "$redis_pid" 2>/dev/null || true
-  fi
+  for pid in "${redis_pids[@]}"; do
+    kill "$pid" 2>/dev/null || true  # SIGTERM: without persistence Redis exits at once
+    wait "$pid" 2>/dev/null || true
+  done
   rm -rf "$redis_dir"
 }
 trap stop_redis EXIT
@@ -80,35 +83,50 @@ redis_ping() {  # bash's /dev/tcp: no redis-cli on the machine; a subshell keeps
   ) 2>/dev/null
 }
 
-for _attempt in 1 2 3 4 5; do  # a port found free can be taken before Redis binds it: try another
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  # The bundled loader and libc, not the machine's: the server was linked against those.
-  "$HERE/redis/lib/ld-linux-x86-64.so.2" --library-path "$HERE/redis/lib" "$HERE/redis/bin/redis-server" \
-    --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$redis_dir" \
-    --logfile "$redis_dir/redis.log" --daemonize no </dev/null &
-  redis_pid=$!
-  for _ in $(seq 100); do
-    redis_ping "$port" && break 2
-    kill -0 "$redis_pid" 2>/dev/null || break
-    sleep 0.1
+start_redis() {  # one server in "$redis_dir/$1"; sets port and redis_pid
+  local dir="$redis_dir/$1" pid
+  mkdir -p "$dir"
+  for _attempt in 1 2 3 4 5; do  # a port found free can be taken before Redis binds it: try another
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # The bundled loader and libc, not the machine's: the server was linked against those.
+    "$HERE/redis/lib/ld-linux-x86-64.so.2" --library-path "$HERE/redis/lib" "$HERE/redis/bin/redis-server" \
+      --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" \
+      --logfile "$dir/redis.log" --daemonize no </dev/null &
+    pid=$!
+    for _ in $(seq 100); do
+      if redis_ping "$port"; then
+        redis_pids+=("$pid")
+        return 0
+      fi
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   done
-  kill "$redis_pid" 2>/dev/null || true
-  wait "$redis_pid" 2>/dev/null || true
-  redis_pid=""
+  die "the bundled Redis did not start: $(tail -n 5 "$dir/redis.log" 2>/dev/null)"
+}
+
+urls=()
+for k in $(seq "$shards"); do
+  start_redis "shard-$k"
+  urls+=("redis://127.0.0.1:$port/0")
 done
-[ -n "$redis_pid" ] || die "the bundled Redis did not start: $(tail -n 5 "$redis_dir/redis.log" 2>/dev/null)"
 
 # --- 3. the benchmark ----------------------------------------------------------------------------
 work=$(private_dir work)
 export PYTHONPATH="$site:$HERE/project${PYTHONPATH:+:$PYTHONPATH}"
-export REDIS_URL="redis://127.0.0.1:$port/0"
+REDIS_URL=$(IFS=,; echo "${urls[*]}")
+export REDIS_URL
 unset HIVERL_REDIS_URL REDIS_URL_FILE
 say "bundle:  $HERE (CPython $want wheels; $(head -n 2 "$HERE/MANIFEST.txt" | tail -n 1))"
 say "python:  $(command -v python3) $have, torch $torch_facts"
 say "wheels:  installed in $site"
-say "redis:   $REDIS_URL (pid $redis_pid, no persistence), stopped when this script ends"
+say "redis:   $REDIS_URL (pids ${redis_pids[*]}, no persistence), stopped when this script ends"
 say "outputs: $work/var/ (runs, models, bench/pong_gpu/)"
 say "running: python3 bench/pong_gpu.py $*"
 cd "$work"
 # Not exec: the EXIT trap stops Redis once the benchmark is done; nothing is printed after it.
-python3 "$HERE/project/bench/pong_gpu.py" "$@"
+shard_setting=()
+[ "$shards" = 1 ] || shard_setting=(--set "memory.shards=$shards")
+python3 "$HERE/project/bench/pong_gpu.py" "${shard_setting[@]}" "$@"

@@ -79,6 +79,7 @@ def test_bundle_runs_the_pong_smoke_with_only_torch_and_numpy(tmp_path: Path) ->
         if not k.startswith(("REDIS_URL", "HIVERL_REDIS", "HIVERL_BUNDLE", "PYTHON", "VIRTUAL_ENV"))
     }
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["HIVERL_REDIS_SHARDS"] = "2"  # the memory spread over two bundled Redis servers
     prefix = f"bundle-test-{uuid.uuid4().hex[:12]}:"
     completed = subprocess.run(
         [str(bundle / "run_pong.sh"), "--cpu-smoke", "--minutes", "1", "--key-prefix", prefix],
@@ -96,13 +97,17 @@ def test_bundle_runs_the_pong_smoke_with_only_torch_and_numpy(tmp_path: Path) ->
     assert summary["env_steps_total"] > 0, output[-6000:]
     assert summary["updates_total"] > 0, output[-6000:]
     assert summary["settings"]["config"]["memory"]["key_prefix"] == prefix
+    assert summary["settings"]["config"]["memory"]["shards"] == 2
     assert f"python:  {venv / 'bin' / 'python3'} {version}" in completed.stdout
 
-    # The bundled Redis served the run and is gone: its process ended and its port is closed.
-    started = re.search(r"redis:\s+redis://127\.0\.0\.1:(\d+)/0 \(pid (\d+),", completed.stdout)
+    # The bundled Redis servers served the run and are gone: their processes ended, their ports closed.
+    started = re.search(r"redis:\s+(\S+) \(pids ([\d ]+),", completed.stdout)
     assert started, completed.stdout[:2000]
-    port, pid = int(started.group(1)), int(started.group(2))
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
-        pass
+    ports = [int(port) for port in re.findall(r"redis://127\.0\.0\.1:(\d+)/0", started.group(1))]
+    pids = [int(pid) for pid in started.group(2).split()]
+    assert len(ports) == len(pids) == 2
+    for pid, port in zip(pids, ports, strict=True):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
