@@ -54,6 +54,7 @@ class Weights:
 
     version: int
     state: dict[str, torch.Tensor]
+    updates: int  # the learner's learning steps when it published them
 
 
 def encode_state(state: dict[str, torch.Tensor]) -> bytes:
@@ -116,10 +117,10 @@ class Board:
 
     def fetch(self, newer_than: int) -> Weights | None:
         """The published weights if their version is above ``newer_than``, else None (one round trip)."""
-        version, blob = self.client.hmget(self.key, "version", "weights")
+        version, blob, updates = self.client.hmget(self.key, "version", "weights", "updates")
         if version is None or blob is None or int(version) <= newer_than:
             return None
-        return Weights(int(version), decode_state(blob))
+        return Weights(int(version), decode_state(blob), self._int(updates))
 
     def request_stop(self, reason: str) -> None:
         """Ask every role of the hive to finish (first reason wins)."""

@@ -11,7 +11,8 @@ The loop, one learning step at a time:
 3. one Double-DQN step with the importance weights (``game/dqn.py``), never waiting for the GPU;
 4. the new priorities, written back ``sample_chunk`` steps at a time by a thread that waits for them;
 5. every ``weights_interval`` steps publish the weights to the board (a new version);
-6. ``train_stats`` every ``stats_interval_s``, a checkpoint every ``checkpoint_interval`` steps.
+6. ``train_stats`` every ``stats_interval_s``; a checkpoint every ``checkpoint_interval`` steps or
+   ``checkpoint_interval_s``, whichever comes first.
 
 It ends when the hive has inserted ``total_steps`` transitions and the learner has consumed its
 share of them, or on a stop request (SIGTERM, Ctrl-C, the evaluator's "solved", a user): it writes
@@ -116,6 +117,7 @@ class Learner(RoleProcess):
         self.timer = UpdateTimer()
         self.board = Board(context.redis_url, context.session_id, config.memory.key_prefix)
         self.resumed_from = self._restore()
+        self.checkpointed_at, self.checkpointed_updates = time.monotonic(), self.agent.updates
         self.board_state = self._retry(self.board.poll)
         self.samples = self.board_state.samples  # the board's count outlives a learner restart
         self.weights_version = 0
@@ -147,20 +149,43 @@ class Learner(RoleProcess):
     # -- checkpoints ------------------------------------------------------------------------------
 
     def _restore(self) -> int | None:
+        """Resume from the freshest of the checkpoint and the board's weights; the learning steps
+        done, or None for a new session.
+
+        The checkpoint has everything (both networks, Adam, the counters, the RNG states) but is
+        only written every ``checkpoint_interval`` steps or ``checkpoint_interval_s``; the board has
+        the online network of at most ``weights_interval`` steps ago. When the board's are newer they
+        are loaded into both networks (a target update) with the checkpoint's optimizer state, and
+        the step count continues from theirs: a restarted learner never goes back to older weights.
+        """
         state = self.store.load(map_location=self.device)
-        if state is None:
+        if state is not None:
+            self.agent.load_state_dict(state["agent"])
+            self.rng.bit_generator.state = state["rng"]["numpy"]
+            torch.set_rng_state(state["rng"]["torch"])
+            version, internal, gauss = state["rng"]["python"]
+            random.setstate((version, tuple(internal), gauss))
+        published = self._retry(lambda: self.board.fetch(newer_than=0))
+        if published is not None and published.updates > self.agent.updates:
+            self.agent.online.load_state_dict(published.state)
+            self.agent.target.load_state_dict(published.state)
+            self.agent.updates = published.updates
+        elif state is None:
             return None
-        self.agent.load_state_dict(state["agent"])
-        self.rng.bit_generator.state = state["rng"]["numpy"]
-        torch.set_rng_state(state["rng"]["torch"])
-        version, internal, gauss = state["rng"]["python"]
-        random.setstate((version, tuple(internal), gauss))
         return self.agent.updates
 
     def _drain(self) -> None:
         """Write the queued priorities (given up only when a stop comes during a Redis outage)."""
         with contextlib.suppress(Stopped):
             self.priorities.drain()
+
+    def checkpoint_due(self, now: float) -> bool:
+        """``checkpoint_interval`` steps or ``checkpoint_interval_s`` since the last checkpoint."""
+        settings = self.config.learner
+        return (
+            self.agent.updates >= self.checkpointed_updates + settings.checkpoint_interval
+            or now - self.checkpointed_at >= settings.checkpoint_interval_s
+        )
 
     def checkpoint(self) -> None:
         self._drain()  # the priorities of every step taken so far are in the memory
@@ -182,6 +207,7 @@ class Learner(RoleProcess):
                 },
             }
         )
+        self.checkpointed_at, self.checkpointed_updates = time.monotonic(), self.agent.updates
         self.on_status("checkpoint", {"updates": self.agent.updates, "path": str(path)})
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -249,9 +275,6 @@ class Learner(RoleProcess):
         updates_at_start = updates_at_stats = self.agent.updates
         blocked_at_stats = 0.0
         loss, q_mean = DeviceMean(), DeviceMean()
-        next_checkpoint = (
-            self.agent.updates // config.learner.checkpoint_interval + 1
-        ) * config.learner.checkpoint_interval
         solo_playing = play is not None
         status = "completed"
 
@@ -320,9 +343,8 @@ class Learner(RoleProcess):
             now = time.monotonic()
             if now - last_stats >= config.stats_interval_s:
                 emit_stats(now)
-            if self.agent.updates >= next_checkpoint:
+            if self.checkpoint_due(now):
                 self.checkpoint()
-                next_checkpoint += config.learner.checkpoint_interval
 
         # Shutdown: every priority written, a checkpoint, the last weights, and the actors told.
         self.checkpoint()

@@ -148,6 +148,12 @@ class LearnerSettings(_Section):
     checkpoint_interval: int = Field(
         default=5_000, ge=1, le=MAX_STEPS, description="Learning steps between learner checkpoints."
     )
+    checkpoint_interval_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        le=86_400.0,
+        description="Seconds between learner checkpoints, whichever of the two comes first.",
+    )
 
 
 class ActorSettings(_Section):
