@@ -17,8 +17,9 @@ The loop, one learning step at a time:
 It ends when the hive has inserted ``total_steps`` transitions and the learner has consumed its
 share of them, or on a stop request (SIGTERM, Ctrl-C, the evaluator's "solved", a user): it writes
 the queued priorities, checkpoints, publishes its last weights and sets the board's stop flag so
-the actors finish too. A learner that finds its checkpoint resumes from it (networks, optimizer,
-counters, RNG states); actors keep playing the last published weights meanwhile.
+the actors finish too. A restarted learner resumes from the freshest of its checkpoint (networks,
+optimizer, counters, RNG states) and the board's weights (:meth:`Learner._restore`); actors keep
+playing the last published weights meanwhile.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ The trainer (the ``hiverl train`` process) spawns the learner first, then the ac
 evaluator (each sends its telemetry to Kafka through its own producer); writes the events they
 pipe to it to the run folder (JSON lines) for its live table and the archive; records the
 session in an optional archive (:class:`hiverl.events.SessionRecorder`); restarts a process that
-crashed (the learner resumes from its checkpoint, an actor just reconnects); shows a live table;
-and stops cleanly on Ctrl-C: the learner checkpoints before it exits.
+crashed (the learner resumes from its checkpoint or the board's newer weights, an actor just
+reconnects); shows a live table; and stops cleanly on Ctrl-C: the learner checkpoints before it
+exits.
 
 Run folder ``<run_dir>/<session>/``: ``session.json`` (id, seeds, resolved config, git commit,
 package versions, status) and ``events.jsonl``. Model store: ``<model_dir>/<session>/``.
@@ -250,7 +251,7 @@ class Trainer:
             elif not self._stopping and view.restarts < self.config.max_restarts:
                 view.restarts += 1
                 view.state = RoleState.RESTARTING
-                how = "from its checkpoint" if key[0] == "learner" else "with the current weights"
+                how = "from its latest weights" if key[0] == "learner" else "with the current weights"
                 self.console.print(
                     f"[yellow]{view.name} exited with code {process.exitcode}; restarting "
                     f"({view.restarts}/{self.config.max_restarts}) {how}[/yellow]"
