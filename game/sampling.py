@@ -256,7 +256,10 @@ class SamplerPool:
                             f"sampler {sampler} died (exit code {self.processes[sampler].exitcode})"
                         )
                     continue
-                message = connection.recv()
+                try:
+                    message = connection.recv()
+                except (EOFError, OSError) as error:
+                    raise SamplerError(f"sampler {sampler} died ({error!r})") from error
                 if message[0] == "outage":
                     self.on_outage(message[1])
                 elif message[0] == "error":
