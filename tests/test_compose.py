@@ -526,7 +526,8 @@ def test_hiverl_services_get_only_variables_the_code_reads(services: dict[str, d
 
 
 def test_env_example_lists_every_variable_with_the_same_default() -> None:
-    text = "\n".join((REPO / name).read_text() for name in ("compose.yaml", "compose.cpu.yaml"))
+    files = ("compose.yaml", "compose.cpu.yaml", "compose.shards.yaml")
+    text = "\n".join((REPO / name).read_text() for name in files)
     example = env_example()
     used: dict[str, set[tuple[str, str]]] = {}
     for match in re.finditer(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}", text):
@@ -750,3 +751,109 @@ def test_es_setup_rejects_bad_passwords_before_touching_elasticsearch(
         timeout=30,
     )
     assert result.returncode == 2 and message in result.stderr
+
+
+# -- 9. the memory over four Redis servers: compose.shards.yaml -------------------------------------
+
+SHARD_SERVERS = ("redis", "redis-shard-1", "redis-shard-2", "redis-shard-3")
+SHARDED_ROLES = ("learner", "evaluator", "game")  # the roles that open the memory with its settings
+
+
+@pytest.fixture(scope="module")
+def sharded(raw: dict[str, Any]) -> dict[str, Any]:
+    """compose.yaml with compose.shards.yaml, interpolated with .env.example."""
+    return dict(interpolate(merge(raw, load("compose.shards.yaml")), env_example()))
+
+
+def test_shards_overlay_follows_the_specification_and_keeps_the_invariants(
+    raw: dict[str, Any], sharded: dict[str, Any]
+) -> None:
+    assert _errors(sharded) == []
+    with_cpu = interpolate(
+        merge(merge(raw, load("compose.cpu.yaml")), load("compose.shards.yaml")), env_example()
+    )
+    assert _errors(with_cpu) == []
+    services = dict(sharded["services"])
+    # what holds for the plain stack holds with the overlay: health checks and restart policies,
+    # depends_on conditions, named volumes, pinned images, variables the code reads
+    test_every_service_has_a_health_check_or_is_a_one_shot(services)
+    test_depends_on_waits_for_health_or_completion(services)
+    test_data_lives_on_named_volumes(sharded, services)
+    test_every_image_is_pinned(services)
+    test_hiverl_services_get_only_variables_the_code_reads(services)
+    test_the_commands_the_containers_run_exist(services)
+
+
+def test_plain_compose_keeps_one_redis_server(services: dict[str, dict[str, Any]]) -> None:
+    assert not [name for name in services if name.startswith("redis-shard")]
+    for name in PYTHON_SERVICES:
+        assert "," not in environment(services[name])["REDIS_URL"]
+        assert "CONFIG_MEMORY__SHARDS" not in environment(services[name])
+
+
+def test_shard_servers_are_copies_of_the_redis_service(
+    sharded: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    redis = services["redis"]
+    for name in SHARD_SERVERS[1:]:
+        shard = sharded["services"][name]
+        for key in ("image", "user", "command", "environment", "healthcheck", "restart"):
+            assert shard[key] == redis[key], f"{name}: {key} differs from the redis service"
+        assert "ports" not in shard and "profiles" not in shard, f"{name}: on by the overlay, inside only"
+        mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in shard["volumes"]}
+        base = {volume.split(":")[1]: volume.split(":")[0] for volume in redis["volumes"]}
+        assert mounts == {**base, "/data": f"{name}-data"}  # the same config, its own data volume
+    assert set(sharded["volumes"]) - set(load("compose.yaml")["volumes"]) == {
+        f"{name}-data" for name in SHARD_SERVERS[1:]
+    }
+
+
+def test_every_hiverl_service_sees_the_four_servers(sharded: dict[str, Any]) -> None:
+    from hiverl.config_sections import MemorySettings
+
+    services = sharded["services"]
+    user, password = (environment(services["redis"])[key] for key in ("REDIS_USER", "REDIS_PASSWORD"))
+    urls = [f"redis://{user}:{password}@{server}:6379/0" for server in SHARD_SERVERS]
+    for name in PYTHON_SERVICES:
+        env = environment(services[name])
+        # the first server first: the board, the actor leases and the stop flag live there
+        assert env["REDIS_URL"].split(",") == urls, name
+    for name in SHARDED_ROLES:
+        shards = int(environment(services[name])["CONFIG_MEMORY__SHARDS"])
+        assert shards % len(SHARD_SERVERS) == 0, f"{name}: every server holds as many shards"
+        assert MemorySettings.model_fields["capacity"].default % shards == 0
+    for name in ("learner", "monitor", "dashboard"):
+        for server in SHARD_SERVERS:
+            assert services[name]["depends_on"][server] == {"condition": "service_healthy"}, name
+    for name in ("learner", "evaluator", "monitor"):
+        code = services[name]["healthcheck"]["test"][-1]
+        assert "for u in Endpoints().redis_url.split(',')" in code and ".ping()" in code, name
+
+
+def test_the_all_servers_check_fails_when_one_server_is_down(sharded: dict[str, Any], tmp_path: Path) -> None:
+    """The overlay's health check of the learner, run against two real servers, then one stopped."""
+    import os
+    import subprocess
+    import sys
+
+    from hiverl.services import RedisServer, free_ports
+
+    kind, *command = sharded["services"]["learner"]["healthcheck"]["test"]
+    assert kind == "CMD" and command[0] == "python"
+    servers = [RedisServer(port, tmp_path / f"r{port}", persistent=False) for port in free_ports(2)]
+    try:
+        for server in servers:
+            server.start()
+        env = {**os.environ, "REDIS_URL": ",".join(server.url for server in servers)}
+
+        def check() -> int:
+            return subprocess.run(
+                [sys.executable, *command[1:]], env=env, capture_output=True, timeout=60
+            ).returncode
+
+        assert check() == 0
+        servers[1].stop()
+        assert check() != 0
+    finally:
+        for server in servers:
+            server.stop()
