@@ -2,8 +2,14 @@
 
 :class:`HiveProgress` keeps one :class:`RoleView` per role process (the learner, each actor, the
 evaluator), updated from their telemetry events and lifecycle messages (``started``, ``outage``,
-``done``, ``error``); it gives the archive's progress dict, one progress line for logs and CI, and
-the live table.
+``recovered``, ``done``, ``error``); it gives the archive's progress dict, one progress line for logs
+and CI, and the live table.
+
+Outages: a role says ``outage`` (service, since when) for each failed call while it waits for a
+service, and ``recovered`` when the wait is over. :meth:`HiveProgress.outage_text` sums them up per
+service ("Redis unreachable since 12:01:03 (14 s), waiting; 3 roles paused: ..."), in every progress
+line and under the live table while it lasts; :meth:`HiveProgress.outage_news` gives one line when a
+service goes away and one when every role has it back, for the trainer to print at once.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from rich.table import Table
 
 from game.roles import Role
 from hiverl.status import RoleState
+from hiverl.telemetry.outages import SERVICE_NAMES
 
 #: ``train_stats`` fields a role's view mirrors.
 _STATS = (
@@ -50,6 +57,7 @@ class RoleView:
     error: str | None = None
     in_learner: bool = False  # a solo hive's actor: it runs inside the learner's process
     history: list[dict[str, Any]] = field(default_factory=list)  # lifecycle messages, in order
+    waiting_for: dict[str, float] = field(default_factory=dict)  # service -> since (Unix time)
 
     @property
     def name(self) -> str:
@@ -72,6 +80,8 @@ class HiveProgress:
             self.views[("actor", 0)] = RoleView("actor", 0, state=RoleState.IN_LEARNER, in_learner=True)
         self.first_step_time: float | None = None  # Unix time of the hive's first env step
         self.solved_time: float | None = None  # Unix time of the evaluator's "solved"
+        self._down: dict[str, float] = {}  # services said to be away (outage_news) -> since
+        self._back_at: dict[str, float] = {}  # service -> when a role last had it back
 
     @property
     def learner(self) -> RoleView:
@@ -133,14 +143,16 @@ class HiveProgress:
         """A lifecycle message of one role process: ``started``, ``outage``, ``done``, ``error``..."""
         view = self.views[(role, index)]
         view.history.append({"kind": kind, **payload})
+        if kind in ("outage", "recovered"):
+            self._on_outage(view, kind, payload)
+        elif kind in ("started", "done", "error"):
+            view.waiting_for.clear()  # a new process, or one that ended: it waits for nothing now
         if kind == "started":
             view.state = RoleState.RUNNING
             view.resumed_from = payload.get("resumed_from")
             plays = role == "actor" or (role == "learner" and self.solo)
             if plays and self.first_step_time is None:  # the hive's first env step comes next
                 self.first_step_time = time.time()
-        elif kind == "outage":
-            view.state = RoleState.WAITING_FOR_REDIS
         elif kind == "done":
             view.state = RoleState.DONE
             if role == "learner":
@@ -150,11 +162,61 @@ class HiveProgress:
         elif kind == "error":
             view.error = payload["text"]
 
+    def _on_outage(self, view: RoleView, kind: str, payload: dict[str, Any]) -> None:
+        service = str(payload.get("service") or "redis")  # a plain text report is of Redis
+        if kind == "outage":
+            since = payload.get("since")
+            view.waiting_for.setdefault(service, float(since) if since is not None else time.time())
+            if service == "redis" and not view.state.ended:
+                view.state = RoleState.WAITING_FOR_REDIS
+            return
+        view.waiting_for.pop(service, None)
+        until = payload.get("until")
+        self._back_at[service] = float(until) if until is not None else time.time()
+        if service == "redis" and view.state == RoleState.WAITING_FOR_REDIS:
+            view.state = RoleState.RUNNING
+
     def follow_learner(self) -> None:
         """A solo hive's actor ends as its learner does."""
         for view in self.views.values():
             if view.in_learner:
                 view.state = self.learner.state
+
+    # -- outages ---------------------------------------------------------------------------------
+
+    def waiting(self) -> dict[str, list[RoleView]]:
+        """Service -> the live roles waiting for it now (an ended or restarting one waits for nothing)."""
+        out: dict[str, list[RoleView]] = {}
+        for view in self.views.values():
+            if view.state.ended or view.state == RoleState.RESTARTING:
+                continue
+            for service in view.waiting_for:
+                out.setdefault(service, []).append(view)
+        return out
+
+    def outage_text(self, now: float | None = None) -> str | None:
+        """Every outage going on, in words (None: none), e.g. "Redis unreachable since 12:01:03
+        (14 s), waiting; 3 roles paused: learner, actor 0, actor 1"."""
+        now = time.time() if now is None else now
+        waiting = self.waiting()
+        return " · ".join(_outage(service, waiting[service], now) for service in sorted(waiting)) or None
+
+    def outage_news(self) -> list[str]:
+        """A line for each service that went away or came back (for every role) since the last call."""
+        waiting = self.waiting()
+        lines = []
+        for service in sorted(set(waiting) - set(self._down)):
+            self._down[service] = min(view.waiting_for[service] for view in waiting[service])
+            lines.append(_outage(service, waiting[service], time.time()))
+        for service in sorted(set(self._down) - set(waiting)):
+            since = self._down.pop(service)
+            back = self._back_at.get(service, time.time())
+            resumed = "every role resumed" if service == "redis" else "telemetry flows again"
+            lines.append(
+                f"{_name(service)} reachable again at {_clock(back)} after {max(0.0, back - since):.1f} s;"
+                f" {resumed}"
+            )
+        return lines
 
     # -- reports --------------------------------------------------------------------------------
 
@@ -167,7 +229,8 @@ class HiveProgress:
             "best_eval_return": evaluator.best_eval_return if evaluator is not None else None,
             "solved": self.solved_time is not None,
             "roles_status": [
-                {k: v for k, v in asdict(view).items() if k != "history"} for view in self.views.values()
+                {k: v for k, v in asdict(view).items() if k not in ("history", "waiting_for")}
+                for view in self.views.values()
             ],
         }
 
@@ -177,10 +240,11 @@ class HiveProgress:
         learner = self.learner
         env_steps = sum(view.env_steps for view in self.actors)
         eval_text = _fmt(evaluator.eval_return if evaluator else None, ".1f")
+        outage = self.outage_text()
         return (
             f"[{elapsed_s:6.0f} s] env steps {env_steps:,} · updates {learner.updates:,}"
             f" ({_fmt(learner.updates_per_s, '.0f')}/s) · eval return {eval_text}"
-            f" · loss {_fmt(learner.loss, '.4f')}"
+            f" · loss {_fmt(learner.loss, '.4f')}" + (f" · {outage}" if outage else "")
         )
 
     def table(self, title: str | None = None) -> Table:
@@ -188,7 +252,12 @@ class HiveProgress:
         updates) and their rate, mean return (the evaluator's: last and best), ε, loss, memory wait."""
         from rich import box
 
-        table = Table(title=title or f"hive {self.session_id} · {self.env_id}", box=box.SIMPLE_HEAD)
+        table = Table(
+            title=title or f"hive {self.session_id} · {self.env_id}",
+            box=box.SIMPLE_HEAD,
+            caption=self.outage_text(),
+            caption_style="bold yellow",
+        )
         table.pad_edge = False
         for column in ("role", "state", "steps", "per s", "return (best)", "ε", "loss", "mem"):
             table.add_column(column, justify="left" if column in ("role", "state") else "right", no_wrap=True)
@@ -227,6 +296,23 @@ def _row(view: RoleView) -> tuple[str, ...]:
         _fmt(view.loss, ".3g"),
         _fmt(None if view.memory_time_share is None else 100 * view.memory_time_share, ".0f", "%"),
     )
+
+
+def _outage(service: str, views: list[RoleView], now: float) -> str:
+    since = min(view.waiting_for[service] for view in views)
+    count = f"{len(views)} role{'s' if len(views) > 1 else ''}"
+    what = f"waiting; {count} paused" if service == "redis" else f"{count} spooling telemetry"
+    names = ", ".join(view.name for view in views)
+    return f"{_name(service)} unreachable since {_clock(since)} ({now - since:.0f} s), {what}: {names}"
+
+
+def _name(service: str) -> str:
+    return SERVICE_NAMES.get(service, service)
+
+
+def _clock(epoch_s: float) -> str:
+    """Local wall-clock time, ``HH:MM:SS``."""
+    return time.strftime("%H:%M:%S", time.localtime(epoch_s))
 
 
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:

@@ -42,6 +42,7 @@ from hiverl.status import RoleState, SessionStatus
 SinkFactory = Callable[[SessionConfig, str], EventSink]
 HEARTBEAT_S = 10.0
 PROGRESS_LINE_S = 5.0  # without a terminal: one progress line this often
+DRAIN_MAX_S = 1.0  # the longest the loop handles messages before it shows progress again
 STOP_GRACE_S = 120.0
 
 
@@ -219,9 +220,11 @@ class Trainer:
         if self.on_message is not None:
             self.on_message(kind, role, index, payload)
 
-    def _drain(self, timeout_s: float) -> None:
-        """Handle every message that arrives within ``timeout_s`` (then whatever is already there)."""
-        while self._connections:
+    def _drain(self, timeout_s: float, max_s: float = float("inf")) -> None:
+        """Handle every message that arrives within ``timeout_s`` (then whatever is already there, for
+        at most ``max_s`` more: the main loop's stream of messages never holds up the display)."""
+        until = time.monotonic() + timeout_s + max_s
+        while self._connections and time.monotonic() < until:
             ready = wait(list(self._connections.values()), timeout=timeout_s)
             if not ready:
                 return
@@ -294,7 +297,7 @@ class Trainer:
                 live.start()
             while not self.hive.ended:
                 try:
-                    self._drain(0.25)
+                    self._drain(0.25, DRAIN_MAX_S)
                     if waiting and self.learner.state != RoleState.STARTING:
                         for key in waiting:
                             self._spawn(key)
@@ -322,6 +325,8 @@ class Trainer:
     def _tick(self, live: Live | None, ticks: Periodic) -> None:
         """Display, heartbeat, and the kill once a stop outlived its grace period."""
         now = time.monotonic()
+        for line in self.hive.outage_news():  # a service went away or came back: say so at once
+            self.console.print(f"[yellow]{line}[/yellow]", highlight=False)
         if live is not None:
             live.update(self.table())
         elif ticks.due("line", now, PROGRESS_LINE_S):

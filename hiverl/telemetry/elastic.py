@@ -2,11 +2,14 @@
 
 One composable index template per family (``training_log``, ``memory_monitoring``, ``dead_letter``)
 matching its daily indices, with the mapping and the stable read alias; putting a template is
-idempotent, so every indexer (and the one-shot Kibana setup) applies them at start-up.
+idempotent, so every indexer (and the one-shot Kibana setup) applies them at start-up. A template
+only shapes indices created after it: fields new to the schema are also added to the mappings of the
+existing daily indices (adding a field is compatible), so today's index takes them at once.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from hiverl.events import EVENT_SCHEMA_VERSION
@@ -18,6 +21,8 @@ from hiverl.telemetry.schema import (
     index_pattern,
     mapping,
 )
+
+log = logging.getLogger(__name__)
 
 #: Template priority: above Elasticsearch's built-in templates (``logs-*`` etc. use 100).
 TEMPLATE_PRIORITY = 200
@@ -64,7 +69,25 @@ def ensure_templates(es: Any, prefix: str, replicas: int = 0) -> list[str]:
             meta=body["_meta"],
         )
         names.append(name)
+    add_new_fields(es, prefix)
     return names
+
+
+def add_new_fields(es: Any, prefix: str) -> None:
+    """Put each family's mapping on its existing daily indices: fields they lack are added (a field
+    whose type changed is refused by Elasticsearch; that is logged, the rest goes on)."""
+    from elasticsearch import BadRequestError
+
+    for family in FAMILIES:
+        try:
+            es.indices.put_mapping(
+                index=index_pattern(prefix, family),
+                properties=mapping(family)["properties"],
+                allow_no_indices=True,
+                ignore_unavailable=True,
+            )
+        except BadRequestError as error:
+            log.warning("existing %s indices keep their mapping: %s", family, str(error)[:300])
 
 
 def delete_templates(es: Any, prefix: str) -> None:

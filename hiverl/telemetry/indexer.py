@@ -14,6 +14,10 @@ One round (:meth:`Indexer.step`):
 4. commit the offsets only after every record of the round is in Elasticsearch.
 
 Lag (records not yet indexed) is reported by :meth:`Indexer.stats`.
+
+Its own waits (for Elasticsearch: templates, bulks; for Kafka: joining the group, commits) are
+watched (:mod:`hiverl.telemetry.indexer_outages`): once one is over, the indexer indexes an
+``outage`` event of its own (``role`` ``indexer``), which every session's live view shows.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 from hiverl.telemetry.admin import ensure_topics
 from hiverl.telemetry.config import TelemetryConfig
 from hiverl.telemetry.elastic import ensure_templates
+from hiverl.telemetry.indexer_outages import IndexerOutages
 from hiverl.telemetry.records import decode_events
 from hiverl.telemetry.schema import (
     DEAD_LETTER_FAMILY,
@@ -46,6 +51,10 @@ log = logging.getLogger(__name__)
 RAW_KEEP_BYTES = 32 * 1024
 #: HTTP statuses of bulk items worth retrying (overload, unavailable shards).
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: kafka-python's errors of a commit that a group rebalance refused (Kafka itself answered).
+REBALANCE_ERRORS = frozenset(
+    {"CommitFailedError", "RebalanceInProgressError", "IllegalGenerationError", "UnknownMemberIdError"}
+)
 
 
 @dataclass
@@ -105,6 +114,7 @@ class Indexer:
         self._backoff_s = 0.5
         self._last_report = time.monotonic()
         self._uncommitted = False
+        self.outages = IndexerOutages(self.group_id)  # its own waits, recorded as outage events
 
         from elasticsearch import Elasticsearch
 
@@ -117,9 +127,12 @@ class Indexer:
         while not self._stop.is_set():
             try:
                 ensure_templates(self.es, self.prefix)
+                self.outages.watch["elasticsearch"].succeeded()
                 break
             except Exception as exc:
-                self._sleep_backoff(f"Elasticsearch not ready for templates ({exc.__class__.__name__})")
+                reason = f"Elasticsearch not ready for templates ({exc.__class__.__name__})"
+                self.outages.watch["elasticsearch"].failed(reason)
+                self._sleep_backoff(reason)
         self._backoff_s = 0.5
         while not self._stop.is_set() and self.consumer is None:
             try:
@@ -140,8 +153,11 @@ class Indexer:
                     reconnect_backoff_max_ms=1000,
                     metadata_max_age_ms=10_000,  # see a recreated topic's partitions within seconds
                 )
+                self.outages.watch["kafka"].succeeded()
             except Exception as exc:
-                self._sleep_backoff(f"Kafka not ready ({exc.__class__.__name__})")
+                reason = f"Kafka not ready ({exc.__class__.__name__})"
+                self.outages.watch["kafka"].failed(reason)
+                self._sleep_backoff(reason)
         self._backoff_s = 0.5
 
     def run(self, stop: threading.Event | None = None) -> None:
@@ -159,7 +175,9 @@ class Indexer:
         self._stop.set()
 
     def close(self) -> None:
-        """Leave the consumer group and close the clients."""
+        """Record the outages not yet recorded (indexing them if Elasticsearch answers), leave the
+        consumer group and close the clients."""
+        self.outages.close(self.es, self.prefix)
         if self.consumer is not None:
             self.consumer.close(autocommit=False)
             self.consumer = None
@@ -172,6 +190,8 @@ class Indexer:
             self.start()
         if self._uncommitted:  # a previous commit failed: retry it first
             self._commit()
+        if self.outages.pending:
+            self.outages.index(self.es, self.prefix)
         # Step 1: poll a batch from both topics.
         polled = self.consumer.poll(
             timeout_ms=int(poll_timeout_s * 1000), max_records=self.config.bulk_max_records
@@ -257,12 +277,14 @@ class Indexer:
                 response = self.es.bulk(operations=operations)
             except Exception as exc:  # connection refused, timeouts, 429/5xx for the whole request
                 self.stats.bulk_failures += 1
+                self.outages.watch["elasticsearch"].failed(f"bulk failed ({exc.__class__.__name__})")
                 if not paused and self.consumer.assignment():
                     self.consumer.pause(*self.consumer.assignment())
                     paused = True
                 self._sleep_backoff(f"bulk failed ({exc.__class__.__name__}: {str(exc)[:200]})")
                 self.consumer.poll(timeout_ms=0)  # stay in the group while paused
                 continue
+            self.outages.watch["elasticsearch"].succeeded()
             retry: list[_Action] = []
             for a, item in zip(pending, response["items"], strict=True):
                 result = item["index"]
@@ -298,8 +320,11 @@ class Indexer:
             self.consumer.commit(timeout_ms=10_000)
             self.stats.commits += 1
             self._uncommitted = False
+            self.outages.watch["kafka"].succeeded()
         except Exception as exc:  # Kafka down or a rebalance: re-delivered records overwrite by id
             self._uncommitted = True
+            if exc.__class__.__name__ not in REBALANCE_ERRORS:  # a rebalance is no outage
+                self.outages.watch["kafka"].failed(f"offset commit failed ({exc.__class__.__name__})")
             log.warning("offset commit failed (%s); will retry", exc.__class__.__name__)
 
     def _sleep_backoff(self, reason: str) -> None:

@@ -21,6 +21,9 @@ network, never blocks and never raises on an outage. A background thread does th
 
 Nothing is dropped silently: an over-full queue or spool drops the oldest events, counts them
 (:meth:`KafkaSink.stats`, and ``telemetry_dropped_total`` in every stats event) and logs a warning.
+
+Its ``outages`` watch hears of each failed and successful attempt to reach Kafka (a hive role's
+records an ``outage`` event of service ``kafka`` once Kafka is back).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any, Self
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
 from hiverl.telemetry.admin import ensure_topics
 from hiverl.telemetry.config import TelemetryConfig
+from hiverl.telemetry.outages import OutageWatch
 from hiverl.telemetry.records import Record, pack_records
 from hiverl.telemetry.spool import Spool, SpoolLockedError
 
@@ -81,6 +85,7 @@ class KafkaSink:
         spool_name: str | None = None,
         topics: Sequence[str] = (TRAINING_LOG_TOPIC, MEMORY_MONITORING_TOPIC),
         client_id: str = "hiverl-telemetry",
+        outages: OutageWatch | None = None,
     ) -> None:
         """Start the background thread; nothing here waits for Kafka.
 
@@ -94,12 +99,15 @@ class KafkaSink:
                 A telemetry family's name (``training_log``, ``memory_monitoring``), here and in
                 :meth:`publish`, stands for its topic ``config.topic_prefix + name``.
             client_id: Kafka client id.
+            outages: told (from the sink's thread) of each failed attempt to reach Kafka and of
+                each success; the owner closes it.
         """
         if not bootstrap_servers.strip():
             raise ValueError("bootstrap_servers is empty; expected host:port[,host:port...]")
         self.bootstrap_servers = bootstrap_servers
         self.config = config or TelemetryConfig()
         self.client_id = client_id
+        self.outages = outages or OutageWatch("kafka")
         self.topics = tuple(self.config.kafka_topic(t) for t in topics)
         name = spool_name or default_spool_name()
         root = self.config.resolved_spool_dir()
@@ -293,6 +301,7 @@ class KafkaSink:
             )
         except Exception as exc:  # NoBrokersAvailable, timeouts, admin errors
             self._offline = True
+            self.outages.failed(f"Kafka {self.bootstrap_servers} unreachable ({exc.__class__.__name__})")
             if self._backoff_s == 0.5:  # first failure of a streak: say why
                 log.warning(
                     "Kafka %s unreachable: %s: %s", self.bootstrap_servers, exc.__class__.__name__, exc
@@ -310,6 +319,8 @@ class KafkaSink:
                 self._spool.pending,
             )
         self._backoff_s = 0.5
+        self._offline = False
+        self.outages.succeeded()
         return True
 
     def _went_offline(self, reason: str) -> None:
@@ -318,6 +329,7 @@ class KafkaSink:
         )
         producer, self._producer = self._producer, None
         self._offline = True
+        self.outages.failed(f"Kafka {self.bootstrap_servers} unavailable ({reason})")
         if producer is not None:  # a fresh producer (new id, new sequences) after the outage
             try:
                 producer.close(timeout=0)

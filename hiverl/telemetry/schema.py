@@ -41,11 +41,13 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "train_stats": TRAINING_LOG_TOPIC,
     "eval": TRAINING_LOG_TOPIC,
     "started": TRAINING_LOG_TOPIC,
+    "outage": TRAINING_LOG_TOPIC,
     "memory_stats": MEMORY_MONITORING_TOPIC,
 }
 
-_ALL = ("episode", "train_stats", "eval", "started", "memory_stats")
+_ALL = ("episode", "train_stats", "eval", "started", "outage", "memory_stats")
 _STARTED = ("started",)
+_OUTAGE = ("outage",)
 _TRAINING = ("episode", "train_stats")
 _EVAL = ("eval",)
 _MEMORY = ("memory_stats",)
@@ -71,7 +73,12 @@ FIELDS: Final[tuple[Field, ...]] = (
     # -- envelope (every event) -----------------------------------------------------------------
     Field("schema_version", "integer", "-", "event schema version", _ALL, required=True),
     Field(
-        "event_type", "keyword", "-", "episode, train_stats, eval, started, memory_stats", _ALL, required=True
+        "event_type",
+        "keyword",
+        "-",
+        "episode, train_stats, eval, started, outage, memory_stats",
+        _ALL,
+        required=True,
     ),
     Field("event_time", "double", "s", "when the event happened, Unix epoch seconds", _ALL, required=True),
     Field(TIMESTAMP_FIELD, "date", "ms", "event_time as a date, added at indexing time", _ALL),
@@ -141,7 +148,13 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("redis_connected_clients", "integer", "-", "Redis INFO connected_clients", _MEMORY),
     # -- producer health (added by the Kafka sink to periodic stats events) ----------------------
     # -- the learner/actor hive: role, weights, rate limiter, evaluator ---------------------------
-    Field("role", "keyword", "-", "learner, actor or evaluator", _TRAINING + _EVAL + _STARTED),
+    Field(
+        "role",
+        "keyword",
+        "-",
+        "learner, actor or evaluator (indexer: the indexer's own outages)",
+        _TRAINING + _EVAL + _STARTED + _OUTAGE,
+    ),
     Field(
         "weights_version",
         "long",
@@ -186,6 +199,25 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("blas_threads", "integer", "threads", "largest BLAS/OpenMP pool (threadpoolctl)", _STARTED),
     Field("cv2_threads", "integer", "threads", "OpenCV threads (-1: OpenCV not installed)", _STARTED),
     Field("os_threads", "integer", "threads", "every thread of the process when it started", _STARTED),
+    # -- training_log: outage (one per component per outage of a service, once it is over) -------
+    Field("service", "keyword", "-", "the unreachable service: redis, kafka or elasticsearch", _OUTAGE),
+    Field("outage_start", "double", "s", "the component's first failed call, Unix epoch seconds", _OUTAGE),
+    Field(
+        "outage_end",
+        "double",
+        "s",
+        "its first call that succeeded again (or when it stopped waiting), Unix epoch seconds",
+        _OUTAGE,
+    ),
+    Field("outage_duration_s", "double", "s", "outage_end - outage_start", _OUTAGE),
+    Field("outage_failures", "long", "calls", "failed calls or probes during the outage", _OUTAGE),
+    Field(
+        "outage_recovered",
+        "boolean",
+        "-",
+        "the service answered again (false: the component stopped while still waiting)",
+        _OUTAGE,
+    ),
 )
 
 FIELDS_BY_NAME: Final[dict[str, Field]] = {f.name: f for f in FIELDS}

@@ -19,21 +19,34 @@ def test_retrying_waits_out_an_outage(private_redis: RedisServer) -> None:
     client = redis.Redis.from_url(private_redis.url, socket_connect_timeout=0.5, socket_timeout=2)
     client.set("k", "v")
     private_redis.stop()
+    stopped_at = time.time()
     outages: list[str] = []
+    recovered: list[tuple[float, float]] = []
     result: dict[str, object] = {}
 
     def call() -> None:
-        result["value"] = retrying(lambda: client.get("k"), lambda: False, outages.append)
+        result["value"] = retrying(
+            lambda: client.get("k"), lambda: False, outages.append, lambda *span: recovered.append(span)
+        )
 
     thread = threading.Thread(target=call)
     thread.start()
     time.sleep(1.0)
     assert thread.is_alive() and outages  # waiting, and saying so
     assert "Redis unavailable" in outages[0] and "retrying in" in outages[0]
+    assert not recovered
     private_redis.start()  # AOF: the data is back
+    started_at = time.time()
     thread.join(timeout=30)
     assert not thread.is_alive()
     assert result["value"] == b"v"
+    # The end of the wait is told once: from the first failure to the success after the restart.
+    ((first_failure, success),) = recovered
+    assert stopped_at <= first_failure < stopped_at + 1.0 and started_at <= success < started_at + 10.0
+    assert retrying(
+        lambda: client.get("k"), lambda: False, outages.append, lambda *span: recovered.append(span)
+    )
+    assert len(recovered) == 1  # a call that never failed has no wait to end
     client.close()
 
 
