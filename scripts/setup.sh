@@ -5,7 +5,8 @@
 #     editable install points at this checkout), filled from requirements.lock with uv; uv's cache
 #     (~/.cache/uv, or $UV_CACHE_DIR) makes it cheap: packages are hard-linked from the cache, so
 #     torch's gigabytes are downloaded once per machine; a venv in step with the lock is left as is,
-#   - the service distributions (Kafka jars, Elasticsearch zip, FerretDB build), cached likewise.
+#   - the service distributions (Kafka jars, Elasticsearch zip, FerretDB build), cached likewise,
+#   - helm, built from the Go module proxy into $HIVERL_CACHE/helm-<version> (the chart's test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -24,6 +25,35 @@ if ((${#need_apt[@]})); then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# --- helm, for the chart's test (tests/deploy/): built from the Go module proxy -----------------
+# Into $HIVERL_CACHE/helm-<version>/bin once per machine, in the background while the rest is set
+# up (a few minutes cold); waited for at the end. The version is pinned here only.
+HELM_VERSION=3.22.0
+helm_dir="$HIVERL_CACHE/helm-$HELM_VERSION"
+helm_pid=""
+if [ ! -x "$helm_dir/bin/helm" ]; then
+  go=$(command -v go || echo /usr/local/go/bin/go)
+  if [ ! -x "$go" ]; then
+    echo "[setup] Go (>= 1.26) is needed to build helm $HELM_VERSION: https://go.dev/dl" >&2
+    exit 1
+  fi
+  mkdir -p "$helm_dir"
+  log "building helm $HELM_VERSION in the background (log: $helm_dir/build.log)"
+  (
+    exec 9>"$helm_dir/.lock"
+    flock 9  # one build at a time on this machine
+    [ -x "$helm_dir/bin/helm" ] && exit 0
+    rm -rf "$helm_dir/bin.partial"
+    GOBIN="$helm_dir/bin.partial" CGO_ENABLED=0 nice "$go" install -trimpath \
+      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
+      "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+    "$helm_dir/bin.partial/helm" version --short | grep -q "^v$HELM_VERSION"
+    rm -rf "$helm_dir/bin"
+    mv "$helm_dir/bin.partial" "$helm_dir/bin"
+  ) >"$helm_dir/build.log" 2>&1 &
+  helm_pid=$!
 fi
 
 # --- Python environment ------------------------------------------------------------------------
@@ -49,5 +79,13 @@ fi
 # --- service distributions (downloads cached in $HIVERL_CACHE) ----------------------------------
 if [ "${HIVERL_SKIP_SERVICES_FETCH:-0}" != 1 ]; then
   .venv/bin/hiverl services fetch
+fi
+if [ -n "$helm_pid" ]; then
+  if ! wait "$helm_pid"; then
+    tail -n 20 "$helm_dir/build.log" >&2
+    echo "[setup] building helm $HELM_VERSION failed; the log: $helm_dir/build.log" >&2
+    exit 1
+  fi
+  log "helm $HELM_VERSION built: $helm_dir/bin/helm"
 fi
 log "ready: $(.venv/bin/python --version), venv $ROOT/.venv"

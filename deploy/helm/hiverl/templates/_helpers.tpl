@@ -1,0 +1,246 @@
+{{/* Names ------------------------------------------------------------------------------------------ */}}
+{{- define "hiverl.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "hiverl.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hiverl.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "hiverl.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels: the chart's, and a role's selector (call with (dict "root" $ "component" "learner")). */}}
+{{- define "hiverl.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "hiverl.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "hiverl.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "hiverl.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "hiverl.componentLabels" -}}
+{{ include "hiverl.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* An image: (dict "root" $ "name" .Values.image.game) */}}
+{{- define "hiverl.image" -}}
+{{- $tag := default .root.Chart.AppVersion .root.Values.image.tag | toString -}}
+{{- if or (eq $tag "latest") (eq $tag "") -}}
+{{- fail "image.tag: give the images' exact tag (HIVERL_IMAGE_TAG), never latest" -}}
+{{- end -}}
+{{- if .root.Values.image.registry -}}
+{{- printf "%s/%s:%s" (trimSuffix "/" .root.Values.image.registry) .name $tag -}}
+{{- else -}}
+{{- printf "%s:%s" .name $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The memory's shard count: one per Redis server unless memory.shards says otherwise. */}}
+{{- define "hiverl.shards" -}}
+{{- $servers := len .Values.redis.hosts -}}
+{{- if lt $servers 1 -}}
+{{- fail "redis.hosts: give at least one host:port" -}}
+{{- end -}}
+{{- $shards := int (default $servers .Values.memory.shards) -}}
+{{- if ne (mod $shards $servers) 0 -}}
+{{- fail (printf "memory.shards=%d: a multiple of the %d Redis servers of redis.hosts" $shards $servers) -}}
+{{- end -}}
+{{- $shards -}}
+{{- end -}}
+
+{{/* Service URLs: credentials as $(VAR) references to the secret variables of "hiverl.env". */}}
+{{- define "hiverl.redisUrl" -}}
+{{- $r := .Values.redis -}}
+{{- $scheme := ternary "rediss" "redis" (eq (toString $r.tls) "true") -}}
+{{- $auth := "" -}}
+{{- if $r.auth.existingSecret -}}
+{{- $auth = printf "%s:$(REDIS_PASSWORD)@" $r.username -}}
+{{- end -}}
+{{- $urls := list -}}
+{{- range $r.hosts -}}
+{{- $urls = append $urls (printf "%s://%s%s/%v" $scheme $auth . $r.database) -}}
+{{- end -}}
+{{- join "," $urls -}}
+{{- end -}}
+
+{{- define "hiverl.elasticsearchUrl" -}}
+{{- $e := .Values.elasticsearch -}}
+{{- if $e.auth.existingSecret -}}
+{{- printf "%s://%s:$(ELASTICSEARCH_PASSWORD)@%s" $e.scheme $e.username $e.host -}}
+{{- else -}}
+{{- printf "%s://%s" $e.scheme $e.host -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hiverl.mongodbUri" -}}
+{{- $m := .Values.mongodb -}}
+{{- if $m.auth.existingSecret -}}
+{{- printf "mongodb://%s:$(MONGODB_PASSWORD)@%s/%s?authSource=%s&authMechanism=SCRAM-SHA-256" $m.username $m.host $m.database $m.database -}}
+{{- else -}}
+{{- printf "mongodb://%s/%s" $m.host $m.database -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hiverl.secretEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .auth.existingSecret | quote }}
+      key: {{ required (printf "%s: the key of the password in %s" .name .auth.existingSecret) .auth.passwordKey | quote }}
+{{- end -}}
+
+{{/* The environment of every hiverl container (compose's x-python-service). */}}
+{{- define "hiverl.env" -}}
+- name: HIVERL_HOME
+  value: /var/lib/hiverl
+{{- if .Values.redis.auth.existingSecret }}
+{{ include "hiverl.secretEnv" (dict "name" "REDIS_PASSWORD" "auth" .Values.redis.auth) }}
+{{- end }}
+- name: REDIS_URL
+  value: {{ include "hiverl.redisUrl" . | quote }}
+- name: KAFKA_BOOTSTRAP_SERVERS
+  value: {{ .Values.kafka.bootstrapServers | quote }}
+{{- if .Values.elasticsearch.auth.existingSecret }}
+{{ include "hiverl.secretEnv" (dict "name" "ELASTICSEARCH_PASSWORD" "auth" .Values.elasticsearch.auth) }}
+{{- end }}
+- name: ELASTICSEARCH_URL
+  value: {{ include "hiverl.elasticsearchUrl" . | quote }}
+{{- if .Values.mongodb.auth.existingSecret }}
+{{ include "hiverl.secretEnv" (dict "name" "MONGODB_PASSWORD" "auth" .Values.mongodb.auth) }}
+{{- end }}
+- name: MONGODB_URI
+  value: {{ include "hiverl.mongodbUri" . | quote }}
+- name: HIVERL_ARCHIVE_DATABASE
+  value: {{ .Values.mongodb.database | quote }}
+- name: HIVERL_TELEMETRY_INDEX_PREFIX
+  value: {{ .Values.elasticsearch.indexPrefix | quote }}
+- name: HIVERL_TELEMETRY_TOPIC_PARTITIONS
+  value: {{ .Values.kafka.topicPartitions | quote }}
+{{- end -}}
+
+{{/* The hive's settings (compose's hive-env): learner, evaluator and actors. */}}
+{{- define "hiverl.hiveEnv" -}}
+{{ include "hiverl.env" . }}
+- name: CONFIG_SESSION_ID
+  value: {{ .Values.hive.sessionId | quote }}
+- name: CONFIG_ENV_ID
+  value: {{ .Values.hive.envId | quote }}
+- name: CONFIG_TOTAL_STEPS
+  value: {{ .Values.hive.totalSteps | quote }}
+- name: CONFIG_DEVICE
+  value: {{ ternary .Values.learner.device "cpu" (gt (int .Values.learner.gpu) 0) | quote }}
+- name: CONFIG_MODEL_DIR
+  value: /var/lib/hiverl/models
+- name: CONFIG_RUN_DIR
+  value: /var/lib/hiverl/runs
+{{- $shards := include "hiverl.shards" . | int }}
+{{- if gt $shards 1 }}
+- name: CONFIG_MEMORY__SHARDS
+  value: {{ $shards | quote }}
+{{- end }}
+{{- with .Values.hive.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Probes: (dict "action" <a probe handler, as YAML> "probes" .Values.<role>.probes) -> startup,
+     readiness and liveness probes with the same check. */}}
+{{- define "hiverl.probes" -}}
+{{- $p := .probes -}}
+{{- $period := int $p.periodSeconds -}}
+startupProbe:
+  {{- .action | nindent 2 }}
+  periodSeconds: 5
+  timeoutSeconds: {{ $p.timeoutSeconds }}
+  failureThreshold: {{ add (div (int $p.startupSeconds) 5) (mul (int $p.failureThreshold) (div $period 5)) }}
+readinessProbe:
+  {{- .action | nindent 2 }}
+  periodSeconds: {{ $period }}
+  timeoutSeconds: {{ $p.timeoutSeconds }}
+  failureThreshold: {{ $p.failureThreshold }}
+livenessProbe:
+  {{- .action | nindent 2 }}
+  periodSeconds: {{ $period }}
+  timeoutSeconds: {{ $p.timeoutSeconds }}
+  failureThreshold: {{ $p.livenessFailureThreshold }}
+{{- end -}}
+
+{{/* compose's health check of learner, evaluator and monitor: every Redis server of REDIS_URL answers. */}}
+{{- define "hiverl.redisCheck" -}}
+exec:
+  command:
+    - python
+    - -c
+    - "import redis; from hiverl.endpoints import Endpoints; [redis.Redis.from_url(u).ping() for u in Endpoints().redis_url.split(',')]"
+{{- end -}}
+
+{{/* What every pod shares: service account, security, pull secrets, scheduling of the role. */}}
+{{- define "hiverl.podSpec" -}}
+serviceAccountName: {{ include "hiverl.serviceAccountName" .root }}
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{- with .root.Values.image.pullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- with .role.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .role.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .role.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "hiverl.podMetadata" -}}
+labels:
+  {{- include "hiverl.selectorLabels" . | nindent 2 }}
+  {{- with .root.Values.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with .root.Values.podAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* A volume of persistence.<name>: its claim, or an emptyDir when disabled. */}}
+{{- define "hiverl.volume" -}}
+{{- $v := index .root.Values.persistence .name -}}
+- name: {{ .name }}
+{{- if $v.enabled }}
+  persistentVolumeClaim:
+    claimName: {{ default (printf "%s-%s" (include "hiverl.fullname" .root) .name) $v.existingClaim }}
+{{- else }}
+  emptyDir: {}
+{{- end }}
+{{- end -}}
+
+{{- define "hiverl.replicas" -}}
+{{- if .Values.hive.paused -}}0{{- else -}}1{{- end -}}
+{{- end -}}
