@@ -11,6 +11,8 @@ learner reads the slot without a copy; on a GPU the slots are page-locked once, 
 asynchronous upload (:mod:`game.learner_device`).
 
 A slot is written again only after the learner released it; chunks are handed out in request order.
+A sampler unlinks its slot files once it has mapped them (the learner mapped them before starting
+it), so the memory goes with the processes however they end.
 """
 
 from __future__ import annotations
@@ -134,6 +136,8 @@ def _sampler_main(
     _, _, channels, size = slot_layout(config, rows)
     frames_bytes = size - rows * (2 * channels + EXTRA_COLUMNS) * 4
     slots = [_map(path, size) for path in paths]
+    for path in paths:  # both sides have them mapped: a learner killed with -9 leaves nothing behind
+        path.unlink(missing_ok=True)
     rng = np.random.default_rng(seed)
 
     def on_outage(text: str) -> None:

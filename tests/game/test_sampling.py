@@ -206,3 +206,21 @@ def test_priorities_are_written_a_chunk_of_steps_at_a_time_and_drained(
         )
     finally:
         writer.close()
+
+
+def test_slots_leave_no_file_behind(memory: ReplayMemory, redis_url: str) -> None:
+    """Once every sampler runs, its slots live only in the mappings: a learner killed with -9 leaves
+    nothing in /dev/shm."""
+    memory.insert(cartpole_batch(np.arange(100)))
+    pool = make_pool(redis_url, memory.config, samplers=2)
+    try:
+        for _ in range(2):  # an answer from each sampler: both mapped their slots
+            pool.request(beta=0.4)
+        for _ in range(2):
+            chunk = pool.next_chunk()
+            assert chunk is not None
+            pool.release(chunk)
+        assert pool.folder.is_dir() and not list(pool.folder.iterdir())
+    finally:
+        pool.close()
+    assert not pool.folder.exists()
