@@ -15,6 +15,7 @@ from typing import Any
 
 from dashboard.outage import OutageGuard, QueryRefused, ServiceDown
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
+from hiverl.telemetry.indexer_outages import INDEXER_ROLE
 from hiverl.telemetry.schema import TIMESTAMP_FIELD, alias_name
 
 #: Time field of every indexed event (epoch seconds ``event_time`` becomes this date).
@@ -37,6 +38,8 @@ MAX_WORKERS = 256
 MAX_EPOCH_MS = 253_402_300_799_999.0
 #: Default span of a live view of a session without events: the last 15 minutes.
 DEFAULT_SPAN_MS = 15 * 60_000
+#: The most outages a live view lists (the latest ones).
+MAX_OUTAGES = 500
 
 Series = list[list[float]]  # [[epoch_ms, value], ...], time ascending
 
@@ -143,7 +146,12 @@ class TelemetryQueries:
         end_ms = (now_s or time.time()) * 1000
         body = {
             "size": 0,
-            "query": _time_range(end_ms - within_s * 1000, end_ms),
+            "query": {
+                "bool": {
+                    "filter": [_time_range(end_ms - within_s * 1000, end_ms)],
+                    "must_not": [{"term": {"role": INDEXER_ROLE}}],  # the indexer's outages: no session
+                }
+            },
             "aggs": {
                 "sessions": {
                     "terms": {"field": "session_id", "size": 100},
@@ -203,10 +211,11 @@ class TelemetryQueries:
         :class:`RangeError` when the range (defaults resolved) is empty or out of bounds.
 
         Returns ``{"start_ms", "end_ms", "interval_ms", "workers": {field: {label: Series}},
-        "eval": {"eval_return": Series}, "memory": {field: Series}, "event_count"}`` where the
-        ``workers`` fields are ``episode_return``, ``episode_return_ma`` and :data:`TRAIN_FIELDS`,
-        labelled by actor index (``"0"``, ``"1"``, ...) or :data:`LEARNER` for the learner's
-        ``train_stats``; ``eval`` holds the evaluator's mean greedy return per time bucket.
+        "eval": {"eval_return": Series}, "memory": {field: Series}, "outages": [...], "event_count"}``
+        where the ``workers`` fields are ``episode_return``, ``episode_return_ma`` and
+        :data:`TRAIN_FIELDS`, labelled by actor index (``"0"``, ``"1"``, ...) or :data:`LEARNER` for
+        the learner's ``train_stats``; ``eval`` holds the evaluator's mean greedy return per time
+        bucket; ``outages`` are those that overlap the range (:meth:`outages`).
         """
         points = max(10, min(points, MAX_POINTS))
         defaulted = "start_ms" if start_ms is None else "end_ms" if end_ms is None else ""
@@ -300,8 +309,49 @@ class TelemetryQueries:
             "workers": workers,
             "eval": {EVAL_FIELD: _series(aggs.get("evals", {}), EVAL_FIELD)},
             "memory": memory,
+            "outages": self.outages(session_id, start_ms, end_ms),
             "event_count": total.get("value", 0) if isinstance(total, dict) else int(total or 0),
         }
+
+    def outages(self, session_id: str, start_ms: float, end_ms: float) -> list[dict[str, Any]]:
+        """The ``outage`` events of the session's roles (and the indexer's own) whose span overlaps
+        [start_ms, end_ms], oldest first: ``{"service", "role", "worker_index", "start_ms",
+        "end_ms", "duration_s", "recovered"}``, one per role and outage."""
+        body = {
+            "size": MAX_OUTAGES,
+            "sort": [{"outage_start": "desc"}],
+            "_source": ["service", "role", "worker_index", "outage_start", "outage_end", "outage_recovered"],
+            "query": {
+                "bool": {
+                    "filter": [
+                        {"term": {"event_type": "outage"}},
+                        {"range": {"outage_end": {"gte": start_ms / 1000}}},
+                        {"range": {"outage_start": {"lte": end_ms / 1000}}},
+                    ],
+                    "should": [{"term": {"session_id": session_id}}, {"term": {"role": INDEXER_ROLE}}],
+                    "minimum_should_match": 1,
+                }
+            },
+        }
+        hits = self._search(self.training_index, body).get("hits", {}).get("hits", [])
+        outages = []
+        for hit in reversed(hits):
+            source = hit.get("_source", {})
+            start, end = source.get("outage_start"), source.get("outage_end")
+            if not isinstance(start, int | float) or not isinstance(end, int | float):
+                continue
+            outages.append(
+                {
+                    "service": source.get("service"),
+                    "role": source.get("role"),
+                    "worker_index": source.get("worker_index"),
+                    "start_ms": start * 1000,
+                    "end_ms": end * 1000,
+                    "duration_s": max(0.0, end - start),
+                    "recovered": source.get("outage_recovered", True),
+                }
+            )
+        return outages
 
     # -- comparing sessions ----------------------------------------------------------------
     def learning_curves(self, session_ids: Sequence[str], points: int = 200) -> dict[str, Series]:

@@ -87,19 +87,21 @@ def _time_buckets(agg_id: str) -> dict[str, Any]:
     }
 
 
-def _per_worker(agg_id: str) -> dict[str, Any]:
+def _split(agg_id: str, field: str) -> dict[str, Any]:
+    """One series per value of ``field`` (per actor: ``worker_index``)."""
     return {
         "id": agg_id,
         "enabled": True,
         "type": "terms",
         "schema": "group",
-        "params": {"field": "worker_index", "size": MAX_WORKERS_SHOWN, "order": "asc", "orderBy": "_key"},
+        "params": {"field": field, "size": MAX_WORKERS_SHOWN, "order": "asc", "orderBy": "_key"},
     }
 
 
-def _line_params(y_title: str, metrics: list[dict[str, Any]]) -> dict[str, Any]:
+def _line_params(y_title: str, metrics: list[dict[str, Any]], chart: str = "line") -> dict[str, Any]:
+    """``chart``: ``line``, or ``histogram`` (bars, stacked per series)."""
     return {
-        "type": "line",
+        "type": chart,
         "addTooltip": True,
         "addLegend": True,
         "legendPosition": "right",
@@ -132,8 +134,8 @@ def _line_params(y_title: str, metrics: list[dict[str, Any]]) -> dict[str, Any]:
         "seriesParams": [
             {
                 "show": True,
-                "type": "line",
-                "mode": "normal",
+                "type": chart,
+                "mode": "stacked" if chart == "histogram" else "normal",
                 "data": {"label": m["type"] + " " + _field_of(m), "id": m["id"]},
                 "valueAxis": "ValueAxis-1",
                 "drawLinesBetweenPoints": True,
@@ -159,9 +161,14 @@ def _visualization(
     y_title: str,
     metrics: list[dict[str, Any]],
     per_worker: bool,
+    *,
+    split: str | None = None,
+    chart: str = "line",
 ) -> dict[str, Any]:
+    """A chart over time; ``per_worker``: one series per actor (``split``: per value of that field)."""
     # buckets outermost first, the date histogram last (see the module docstring), then the metrics
-    buckets = [_per_worker(f"{len(metrics) + 2}")] if per_worker else []
+    split = split or ("worker_index" if per_worker else None)
+    buckets = [_split(f"{len(metrics) + 2}", split)] if split else []
     aggs = [*buckets, _time_buckets(f"{len(metrics) + 1}"), *metrics]
     search_source = {
         "query": {"query": query, "language": "kuery"},
@@ -177,7 +184,7 @@ def _visualization(
             "uiStateJSON": "{}",
             "version": 1,
             "visState": json.dumps(
-                {"title": title, "type": "line", "aggs": aggs, "params": _line_params(y_title, metrics)}
+                {"title": title, "type": chart, "aggs": aggs, "params": _line_params(y_title, metrics, chart)}
             ),
             "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps(search_source)},
         },
@@ -194,6 +201,7 @@ def visualizations() -> list[dict[str, Any]]:
     learner = 'event_type : "train_stats" and role : "learner"'
     actors = 'event_type : "train_stats" and role : "actor"'
     memory = 'event_type : "memory_stats" and shard : -1'
+    outages = 'event_type : "outage"'
     t, m = TRAINING_DATA_VIEW_ID, MEMORY_DATA_VIEW_ID
     return [
         _visualization(
@@ -273,6 +281,19 @@ def visualizations() -> list[dict[str, Any]]:
             "priority p^α",
             [_metric("1", "priority_min"), _metric("2", "priority_mean"), _metric("3", "priority_max")],
             per_worker=False,
+        ),
+        # Each role records one event per outage once it is over, at its end: the bars stand where the
+        # outages ended, as high as the seconds the roles waited (summed over the roles).
+        _visualization(
+            "hiverl-outages",
+            "Outages: seconds the roles waited, per service",
+            t,
+            outages,
+            "seconds waited",
+            [_metric("1", "outage_duration_s", "sum")],
+            per_worker=False,
+            split="service",
+            chart="histogram",
         ),
     ]
 

@@ -1,6 +1,55 @@
 // Live view: picks a session and a time range, polls /api/live/series, updates the charts in place.
 "use strict";
 
+// Outages (the roles' `outage` events): a shaded band per service over every chart's time axis.
+const OUTAGE_FILL = { redis: "rgba(220, 38, 38, 0.13)", kafka: "rgba(217, 119, 6, 0.13)",
+                      elasticsearch: "rgba(124, 58, 237, 0.13)" };
+const SERVICE_NAMES = { redis: "Redis", kafka: "Kafka", elasticsearch: "Elasticsearch" };
+Chart.register({
+  id: "outageBands",
+  beforeDatasetsDraw(chart) {
+    const bands = chart.$outages || [];
+    const x = chart.scales.x;
+    if (!bands.length || !x) return;
+    const area = chart.chartArea;
+    const ctx = chart.ctx;
+    ctx.save();
+    for (const band of bands) {
+      const left = Math.max(area.left, x.getPixelForValue(band.start_ms));
+      const right = Math.min(area.right, x.getPixelForValue(band.end_ms));
+      if (!(right >= left)) continue;  // outside the visible range (or NaN)
+      ctx.fillStyle = OUTAGE_FILL[band.service] || "rgba(107, 114, 128, 0.15)";
+      ctx.fillRect(left, area.top, Math.max(2, right - left), area.bottom - area.top);
+    }
+    ctx.restore();
+  },
+});
+
+// One band per service and span: the roles' outages of a service that overlap are one outage.
+function outageSpans(outages) {
+  const byService = new Map();
+  for (const o of outages || []) {
+    if (!byService.has(o.service)) byService.set(o.service, []);
+    byService.get(o.service).push(o);
+  }
+  const spans = [];
+  for (const [service, list] of byService) {
+    list.sort((a, b) => a.start_ms - b.start_ms);
+    let span = null;
+    for (const o of list) {
+      const who = o.role === "actor" ? `actor ${o.worker_index}` : o.role;
+      if (span && o.start_ms <= span.end_ms) {
+        span.end_ms = Math.max(span.end_ms, o.end_ms);
+      } else {
+        span = { service, start_ms: o.start_ms, end_ms: o.end_ms, roles: [] };
+        spans.push(span);
+      }
+      if (!span.roles.includes(who)) span.roles.push(who);
+    }
+  }
+  return spans.sort((a, b) => a.start_ms - b.start_ms);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const picker = document.getElementById("session-picker");
   const rangePicker = document.getElementById("range-picker");
@@ -101,6 +150,7 @@ document.addEventListener("DOMContentLoaded", () => {
         return;
       }
       hive.reportDown("live", data.down);
+      showOutages(outageSpans(data.outages));
       const w = data.workers;
       const evals = (data.eval && data.eval.eval_return) || [];
       let count = 0;
@@ -130,6 +180,23 @@ document.addEventListener("DOMContentLoaded", () => {
     } finally {
       busy = false;
     }
+  }
+
+  // The session's outages: drawn on every chart (before the charts' update below) and listed.
+  const outageList = document.getElementById("live-outages");
+  function showOutages(spans) {
+    for (const chart of Object.values(charts)) chart.$outages = spans;
+    outageList.hidden = spans.length === 0;
+    outageList.dataset.outages = String(spans.length);
+    outageList.replaceChildren(...spans.map((s) => {
+      const item = document.createElement("li");
+      item.className = `outage outage-${s.service}`;
+      item.dataset.service = s.service;
+      const seconds = ((s.end_ms - s.start_ms) / 1000).toFixed(1);
+      item.textContent = `${SERVICE_NAMES[s.service] || s.service} unreachable ${hive.formatTime(s.start_ms)}`
+        + `–${hive.formatTime(s.end_ms)} (${seconds} s): ${s.roles.join(", ")} waited`;
+      return item;
+    }));
   }
 
   picker.addEventListener("change", () => {

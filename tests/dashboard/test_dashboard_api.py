@@ -293,6 +293,59 @@ def test_live_series_are_downsampled_per_actor(client: TestClient, es_url: str, 
     assert reversed_range.status_code == 422 and "start_ms" in reversed_range.text
 
 
+def test_live_series_carry_the_outages_that_overlap_the_range(
+    client: TestClient, es_url: str, es_prefix: str
+) -> None:
+    from hiverl.events import envelope
+    from hiverl.telemetry.outages import Outage
+
+    start = time.time() - 600
+    down, up = start + 200, start + 214
+
+    def outage(session: str, role: str, index: int | None, begin: float, end: float, **more: Any) -> Any:
+        fields = Outage("redis", begin, end, failures=6).fields()
+        event = envelope("outage", session_id=session, worker_index=index, role=role, **fields | more)
+        event["event_time"] = end + 6  # recorded once it settled
+        return event
+
+    seed_events(
+        es_url,
+        es_prefix,
+        [
+            *training_events("live-o", start, seconds=400, actors=2),
+            outage("live-o", "learner", None, down, up),
+            outage("live-o", "actor", 0, down + 0.2, up - 0.3),
+            outage("live-o", "actor", 1, down + 0.1, up + 0.4, service="kafka"),
+            outage("other", "learner", None, down, up),  # another session's
+            outage("indexer", "indexer", None, start + 300, start + 310, service="elasticsearch"),
+            outage("indexer", "indexer", None, time.time() - 20, time.time() - 15, service="kafka"),
+        ],
+    )
+    sign_in(client, VIEWER)
+    data = client.get("/api/live/series", params={"session_id": "live-o"}).json()
+    outages = data["outages"]
+    assert [(o["role"], o["worker_index"], o["service"]) for o in outages] == [
+        ("learner", None, "redis"),
+        ("actor", 1, "kafka"),
+        ("actor", 0, "redis"),
+        ("indexer", None, "elasticsearch"),  # the indexer's own waits show in every session
+        ("indexer", None, "kafka"),
+    ]
+    assert outages[0]["start_ms"] == pytest.approx(down * 1000) and outages[0]["end_ms"] == pytest.approx(
+        up * 1000
+    )
+    assert outages[0]["duration_s"] == pytest.approx(14.0) and outages[0]["recovered"] is True
+    # A range that only overlaps the outage (it was recorded after the range's end) still shows it.
+    window = {"start_ms": int((down + 5) * 1000), "end_ms": int((down + 10) * 1000)}
+    inside = client.get("/api/live/series", params={"session_id": "live-o", **window}).json()
+    assert {o["role"] for o in inside["outages"]} == {"learner", "actor"}
+    before = {"start_ms": int(start * 1000), "end_ms": int((down - 1) * 1000)}
+    assert client.get("/api/live/series", params={"session_id": "live-o", **before}).json()["outages"] == []
+    # The indexer is no session of its own (its last outage was recorded seconds ago).
+    sessions = client.get("/api/live/sessions").json()
+    assert "indexer" not in {s["session_id"] for s in sessions["running"]}
+
+
 def test_live_sessions_merge_archive_and_telemetry(
     client: TestClient, es_url: str, es_prefix: str, mongo_uri: str, mongo_db: str
 ) -> None:

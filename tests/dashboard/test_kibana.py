@@ -94,6 +94,8 @@ def test_the_dashboard_shows_what_the_issue_asks_for_with_time_range_and_refresh
         "priority_mean",
         "priority_max",
         "worker_index",
+        "outage_duration_s",  # the roles' outages, per service
+        "service",
     }
     assert wanted <= used
     aggs = [

@@ -1,7 +1,8 @@
 """Every Kibana panel's request, built the way Kibana builds it, run on the real Elasticsearch.
 
 The telemetry is a real short hive's: ``game.trainer.Trainer`` (one actor, a learner, the evaluator)
-writes its events, the memory monitor polls the hive's replay memory beside it, and the events are
+writes its events, the memory monitor polls the hive's replay memory beside it, its own Redis is
+stopped for a moment and started again (so its roles record ``outage`` events), and the events are
 indexed with the project's index templates, index names and document ids into a test-prefixed index.
 
 How Kibana builds a visualization's request (``AggConfigs.getRequestAggs`` / ``AggConfigs.toDsl`` in
@@ -134,17 +135,17 @@ def bucket_values(response_aggs: dict[str, Any]) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def hive_events(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    """Events of a real hive (learner, one actor, evaluator) and of the memory monitor beside it."""
-    import redis
-
+def hive_events(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """Events of a real hive (learner, one actor, evaluator) whose Redis was away for a moment, and of
+    the memory monitor beside it."""
     from game.trainer import Trainer
     from hiverl.config import load_config
     from hiverl.events import JsonlSink
+    from hiverl.services import RedisServer, free_ports
     from monitor.service import MemoryMonitor, MemorySource, MonitorSettings
 
     root = tmp_path_factory.mktemp("kibana-hive")
-    key_prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    redis_server = RedisServer(free_ports()[0], root / "redis", persistent=True).start()
     session = f"kibana-{uuid.uuid4().hex[:8]}"
     config = load_config(
         overrides={
@@ -154,7 +155,7 @@ def hive_events(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> lis
             "seed": 1,
             "run_dir": str(root / "runs"),
             "model_dir": str(root / "models"),
-            "memory": {"key_prefix": key_prefix, "capacity": 10_000},
+            "memory": {"key_prefix": "", "capacity": 10_000},
             "stats_interval_s": 0.5,
             "evaluator": {"interval_s": 1.0, "episodes": 2},
             "agent": {"hidden_sizes": [32, 32]},
@@ -163,17 +164,29 @@ def hive_events(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> lis
     )
     monitor_sink = JsonlSink(root / "memory.jsonl")
     monitor = MemoryMonitor(
-        MemorySource(redis_url, f"hive-{session}", key_prefix),
+        MemorySource(redis_server.url, f"hive-{session}", ""),
         monitor_sink,
-        MonitorSettings(
-            memory_name=f"hive-{session}", key_prefix=key_prefix, interval_s=0.5, backoff_max_s=0.5
-        ),
+        MonitorSettings(memory_name=f"hive-{session}", interval_s=0.5, backoff_max_s=0.5),
     )
+
+    def bounce() -> None:  # Redis away for two seconds while the hive plays
+        time.sleep(1.0)
+        redis_server.stop()
+        time.sleep(2.0)
+        redis_server.start()
+
+    bouncer = threading.Thread(target=bounce)
+
+    def on_message(kind: str, role: str, index: int, payload: dict[str, Any]) -> None:
+        if kind == "started" and role == "actor" and not bouncer.is_alive() and bouncer.ident is None:
+            bouncer.start()
+
     stop = threading.Event()
     thread = threading.Thread(target=monitor.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        result = Trainer(config, redis_url=redis_url, live=False).run()
+        result = Trainer(config, redis_url=redis_server.url, live=False, on_message=on_message).run()
+        bouncer.join(30)
         stop.set()
         thread.join(30)
         for _ in range(2):  # the final memory as well (and a rate, which takes two polls)
@@ -183,15 +196,13 @@ def hive_events(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> lis
         stop.set()
         thread.join(30)
         monitor_sink.close()
-        with redis.Redis.from_url(redis_url) as client:
-            keys = list(client.scan_iter(match=f"{key_prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
+        redis_server.stop()
     assert result.status == "finished", result.status
     lines = [*(result.run_folder / "events.jsonl").read_text().splitlines()]
     lines += (root / "memory.jsonl").read_text().splitlines()
     events = [json.loads(line) for line in lines if line]
     assert {e["topic"] for e in events} == set(FAMILIES), "both families of telemetry"
+    assert any(e["event_type"] == "outage" for e in events), "the roles recorded Redis's outage"
     return events
 
 
