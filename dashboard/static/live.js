@@ -44,10 +44,18 @@ function outageSpans(outages) {
         span = { service, start_ms: o.start_ms, end_ms: o.end_ms, roles: [] };
         spans.push(span);
       }
-      if (!span.roles.includes(who)) span.roles.push(who);
+      if (!span.roles.some((r) => r.who === who)) span.roles.push({ who, rank: roleRank(o) });
     }
   }
+  for (const span of spans) span.roles = span.roles.sort((a, b) => a.rank - b.rank).map((r) => r.who);
   return spans.sort((a, b) => a.start_ms - b.start_ms);
+}
+
+// The learner first, then the actors by index, the evaluator, the indexer.
+function roleRank(o) {
+  if (o.role === "learner") return -1;
+  if (o.role === "actor") return Number(o.worker_index) || 0;
+  return o.role === "evaluator" ? 1e6 : 1e6 + 1;
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -27,9 +27,11 @@ from dashboard_helpers import (
     make_endpoints,
     make_settings,
     real_launcher,
+    seed_events,
     seed_sessions,
     session_document,
     skip_to_end,
+    training_events,
     wait_for,
 )
 
@@ -395,3 +397,53 @@ def test_browser_says_what_is_down(serve: Any, browser: Any) -> None:
         "() => document.querySelector('#live-info').textContent.includes('Elasticsearch is down')"
     )
     shot(page, "11-live-elasticsearch-down")
+
+
+def test_the_live_page_shades_the_sessions_outages(
+    serve: Any, browser: Any, es_url: str, es_prefix: str, mongo_uri: str
+) -> None:
+    """The live page draws each outage of the session as a band over every chart and lists it."""
+    from hiverl.events import envelope
+    from hiverl.telemetry.outages import Outage
+
+    start = time.time() - 300
+    down, up = start + 100, start + 130
+    outages = []
+    for role, index in (("learner", None), ("actor", 0), ("actor", 1)):
+        fields = Outage("redis", down + (index or 0), up - (index or 0), failures=8).fields()
+        outages.append(envelope("outage", session_id="shaded", worker_index=index, role=role, **fields))
+        outages[-1]["event_time"] = up + 6
+    seed_events(es_url, es_prefix, [*training_events("shaded", start, seconds=250, actors=2), *outages])
+    base = serve(es_url, mongo_uri)
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    sign_in(page, base, VIEWER, "/live?session=shaded")
+    page.wait_for_function("() => document.querySelector('#live-outages').dataset.outages === '1'")
+    listed = page.inner_text("#live-outages")
+    assert "Redis unreachable" in listed and "(30.0 s)" in listed, listed
+    assert "learner, actor 0, actor 1 waited" in listed, listed
+    # The band is painted: down a column inside the outage the plot is red-tinted, outside it is not
+    # (but where a series' line or dot crosses it).
+    shares = page.evaluate(
+        """([down, up]) => Object.fromEntries(['chart-return', 'chart-loss', 'chart-memory'].map((id) => {
+             const chart = Chart.getChart(document.getElementById(id));
+             const area = chart.chartArea;
+             const reddish = (ms) => {
+               const x = Math.round(chart.scales.x.getPixelForValue(ms) * devicePixelRatio);
+               let red = 0;
+               for (let i = 1; i <= 20; i++) {
+                 const y = Math.round((area.top + (area.bottom - area.top) * i / 21) * devicePixelRatio);
+                 const [r, g, b] = chart.ctx.getImageData(x, y, 1, 1).data;
+                 if (r > g + 10 && r > b + 10) red++;
+               }
+               return red / 20;
+             };
+             return [id, { inside: reddish((down + up) / 2), outside: reddish(down - 40000) }];
+           }))""",
+        [down * 1000, up * 1000],
+    )
+    for chart, share in shares.items():
+        assert share["inside"] >= 0.7 and share["outside"] <= 0.3, (chart, share)
+    shot(page, "12-live-outage")
+    assert not errors, errors
