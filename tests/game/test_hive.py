@@ -8,6 +8,7 @@ of minutes on 2 cores. Every test here runs whole hives: they share one xdist gr
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from game.actor import MAX_INSERTS_IN_FLIGHT
 from game.board import Board
@@ -298,7 +300,7 @@ def test_killed_actor_the_rest_carry_on(tmp_path: Path, redis_url: str, redis_pr
     # Restarted: a stateless actor just reconnects (its second process reports at least its end,
     # and "started" too unless the budget ran out while it was still starting).
     after_kill = [h["kind"] for h in actors[1].history][1:]
-    assert after_kill.count("done") == 1 and set(after_kill) <= {"started", "done", "outage"}
+    assert after_kill.count("done") == 1 and set(after_kill) <= {"started", "done", "outage", "recovered"}
     state = final_board(config, result.session_id, redis_url)
     assert state.inserts >= config.total_steps and state.stop == "completed"
 
@@ -308,7 +310,9 @@ def test_redis_restart_mid_run_every_role_waits_and_reconnects(
 ) -> None:
     """A private Redis (AOF, as replay_memory/redis.conf) is stopped mid-run and started again on the
     same port and folder: every role reports the outage and goes on, no restart is used, the memory
-    keeps its content."""
+    keeps its content; the trainer says when Redis went away and came back, and each role that
+    waited records one ``outage`` event (tests/dashboard/test_live_outages.py follows one from
+    ``hiverl train`` to the dashboard)."""
     config = hive_config(
         tmp_path,
         "",
@@ -327,8 +331,8 @@ def test_redis_restart_mid_run_every_role_waits_and_reconnects(
         session_config = config.model_copy(update={"session_id": trainer.session_id})
         with ReplayMemory.open(private_redis.url, memory_config(session_config, spec)) as memory:
             outage["size_before"] = len(memory)
+        outage["stopped_at"] = time.time()
         private_redis.stop()  # SIGTERM: Redis writes its append-only file and exits
-        outage["stopped_at"] = time.monotonic()
         time.sleep(4.0)
         private_redis.start()
         outage["restarted_at"] = time.time()
@@ -350,7 +354,9 @@ def test_redis_restart_mid_run_every_role_waits_and_reconnects(
         if kind == "error":
             errors.append(payload["text"])
 
-    trainer = Trainer(config, redis_url=private_redis.url, live=False, on_message=on_message)
+    output = io.StringIO()
+    console = Console(file=output, force_terminal=False, width=200, soft_wrap=True)
+    trainer = Trainer(config, redis_url=private_redis.url, live=False, console=console, on_message=on_message)
     result = trainer.run()
     bouncer.join(timeout=60)
     assert outage.get("size_after") is not None, "Redis was never bounced"
@@ -365,6 +371,16 @@ def test_redis_restart_mid_run_every_role_waits_and_reconnects(
         if e["event_type"] == "eval" and e["event_time"] > outage["restarted_at"]
     ]  # fmt: skip
     assert ("evaluator", 0) in outages or evals_after
+    # Said, and recorded: one outage event for each role that waited, over the time Redis was away.
+    said = output.getvalue()
+    assert "Redis unreachable since" in said and "Redis reachable again" in said, said
+    recorded = [e for e in read_events(result.run_folder) if e["event_type"] == "outage"]
+    roles = sorted((e["role"], e.get("worker_index", 0)) for e in recorded)
+    assert roles == sorted(outages), recorded
+    for event in recorded:
+        assert event["service"] == "redis" and event["outage_recovered"], event
+        assert outage["stopped_at"] - 1 < event["outage_start"] < outage["restarted_at"] + 2, event
+        assert outage["restarted_at"] - 1 < event["outage_end"] < outage["restarted_at"] + 15, event
     assert outage["size_after"] >= outage["size_before"] > 0  # the memory came back intact
     state = final_board(config, result.session_id, private_redis.url)
     assert state.inserts >= config.total_steps  # counting went on after the restart
