@@ -8,7 +8,8 @@
 3. the compose test's invariants: every role has probes (compose's health checks) and resource
    requests and limits, no secret in values.yaml or in a manifest, the learner asks for one GPU;
 4. each role runs compose's command with compose's environment, and the settings do what values.yaml
-   says (Redis servers -> shard list, replicas or an autoscaler, pausing, failing on bad values).
+   says (Redis servers -> shard list, replicas or an autoscaler, pausing), and bad values fail
+   (values.schema.json: no password keys, no unknown keys; the templates' own checks).
 
 helm is built by scripts/setup.sh (Go module proxy, cached under $HIVERL_CACHE); without it these
 tests fail, never skip.
@@ -118,8 +119,8 @@ def render(helm: str, tmp: Path, values: dict[str, Any], name: str = "values") -
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def render_error(helm: str, tmp: Path, values: dict[str, Any]) -> str:
-    result = run_helm(helm, "template", "hive", str(CHART), *_values_file(tmp, "bad", values))
+def render_error(helm: str, tmp: Path, values: dict[str, Any], *options: str) -> str:
+    result = run_helm(helm, "template", "hive", str(CHART), *options, *_values_file(tmp, "bad", values))
     assert result.returncode != 0, "the chart should refuse these values"
     return result.stderr
 
@@ -429,10 +430,15 @@ def test_actors_are_replicas_or_autoscaled(
         "name": workloads(scaled)["actors"]["metadata"]["name"],
     }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (4, 64)
-    assert "at most 256 replicas" in render_error(
-        helm, tmp_path, {"actors": {"autoscaling": {"enabled": True, "maxReplicas": 300}}}
+    # at most 256 actors in a hive: values.schema.json says so, and the template (schema skipped) too
+    too_many = {"actors": {"autoscaling": {"enabled": True, "maxReplicas": 300}}}
+    assert "'/actors/autoscaling/maxReplicas': maximum: got 300, want 256" in render_error(
+        helm, tmp_path, too_many
     )
-    assert "at most 256 replicas" in render_error(helm, tmp_path, {"actors": {"replicas": 257}})
+    assert "at most 256 replicas" in render_error(helm, tmp_path, too_many, "--skip-schema-validation")
+    assert "at most 256 replicas" in render_error(
+        helm, tmp_path, {"actors": {"replicas": 257}}, "--skip-schema-validation"
+    )
 
 
 def test_a_paused_hive_runs_no_learner_evaluator_or_actor(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -474,4 +480,15 @@ def test_images_volumes_and_required_values(
     assert "dashboard.admin.existingSecret" in render_error(
         helm, tmp_path, {"dashboard": {"admin": {"existingSecret": ""}}}
     )
-    assert "learner.gpu" in render_error(helm, tmp_path, {"learner": {"gpu": 2}})
+    assert "'/learner/gpu': maximum: got 2, want 1" in render_error(helm, tmp_path, {"learner": {"gpu": 2}})
+    two_gpus = render_error(helm, tmp_path, {"learner": {"gpu": 2}}, "--skip-schema-validation")
+    assert "learner.gpu: 1 (or 0 for the CPU)" in two_gpus
+
+
+def test_the_values_schema_refuses_passwords_and_typos(helm: str, tmp_path: Path) -> None:
+    """values.schema.json: an auth block takes a Secret's name and key only; unknown keys fail."""
+    error = render_error(helm, tmp_path, {"redis": {"auth": {"password": "hunter22"}}})
+    assert "'/redis/auth': additional properties 'password' not allowed" in error
+    error = render_error(helm, tmp_path, {"actors": {"replica": 8}})
+    assert "additional properties 'replica' not allowed" in error
+    assert "'/redis/hosts/0'" in render_error(helm, tmp_path, {"redis": {"hosts": ["redis://x:6379/0"]}})
