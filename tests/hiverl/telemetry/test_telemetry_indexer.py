@@ -14,6 +14,7 @@ import pytest
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC, envelope
 from hiverl.services import ElasticsearchServer, KafkaServer
 from hiverl.telemetry.kafka_sink import KafkaSink
+from hiverl.telemetry.outages import OutageWatch
 from hiverl.telemetry.schema import DEAD_LETTER_FAMILY, FIELDS_BY_NAME, alias_name, daily_index
 from tests.helpers.telemetry import count, fast_config, running_indexer, search_all, wait_until
 
@@ -223,22 +224,34 @@ def test_kafka_outage_every_event_arrives_exactly_once(
             sink.publish(topic, envelope("episode", session_id="s", worker_index=seq % 3, episode=seq))
             seq += 1
 
-    with KafkaSink(private_kafka.url, config, topics=[topic], spool_name="w") as sink:
+    outages = OutageWatch("kafka", settle_s=1.0)
+    with KafkaSink(private_kafka.url, config, topics=[topic], spool_name="w", outages=outages) as sink:
         publish(sink, 150)
         sink.flush(30)
         with running_indexer(
             private_kafka.url, es_url, config, {TRAINING_LOG_TOPIC: topic}, "g-outage"
         ) as ix:
             wait_until(lambda: count(es_url, alias) == 150, 60, "the first 150 events indexed")
+            assert not outages.down and outages.current is None
+            stopped = time.time()
             private_kafka.stop()
             publish(sink, 150)  # Kafka is down: these wait in the disk spool
             sink.flush(30)
             assert sink.stats().spooled > 0
+            assert outages.down and not sink.stats().online  # the producer knows it waits for Kafka
+            started = time.time()
             private_kafka.start()
             publish(sink, 150)
             wait_until(lambda: count(es_url, alias) >= 450, 120, "all 450 events indexed after the restart")
             wait_until(lambda: ix.lag() == 0, 30, "lag 0")
+            wait_until(lambda: bool(outages.ended), 30, "the producer's outage recorded")
+            assert sink.stats().online  # online again once Kafka answered
         assert sink.stats().dropped_total == 0
+    # The producer's view of the outage: from a failed delivery while Kafka was down to the first
+    # connection after it came back.
+    (outage,) = outages.ended
+    assert stopped < outage.start < started and outage.end is not None and started < outage.end < started + 60
+    assert outage.recovered and outage.failures >= 1
     hits = search_all(es_url, alias)
     episodes = [h["_source"]["episode"] for h in hits]
     assert len(episodes) == 450
@@ -272,11 +285,23 @@ def test_elasticsearch_outage_nothing_lost_no_duplicates(
             sink.publish(topic, envelope("episode", session_id="s", worker_index=i % 2, episode=i))
         sink.flush(30)
         wait_until(lambda: ix.stats.bulk_failures > 0, 60, "the indexer noticing the outage")
+        assert ix.outages.watch["elasticsearch"].down
         private_elasticsearch.start()
+        started = time.time()
         wait_until(lambda: count(es_url, alias) >= 300, 120, "all 300 indexed after the restart")
         wait_until(lambda: ix.lag() == 0, 30, "lag 0")
-    episodes = [h["_source"]["episode"] for h in search_all(es_url, alias)]
+        # Its own wait is over: once it settled, the indexer indexes it as an outage event.
+        wait_until(lambda: count(es_url, alias) == 301, 60, "the indexer's outage indexed")
+    hits = [h["_source"] for h in search_all(es_url, alias)]
+    episodes = [h["episode"] for h in hits if h["event_type"] == "episode"]
     assert sorted(episodes) == list(range(300))  # nothing lost, nothing twice
+    (outage,) = [h for h in hits if h["event_type"] == "outage"]
+    assert (outage["role"], outage["session_id"], outage["service"]) == (
+        "indexer",
+        "indexer",
+        "elasticsearch",
+    )
+    assert outage["outage_start"] < started < outage["outage_end"] and outage["outage_recovered"] is True
     import httpx
 
     httpx.delete(f"{es_url}/{prefix}*", params={"expand_wildcards": "all"})
