@@ -258,7 +258,8 @@ def _hive_settings() -> tuple[Any, str, int, str]:
     config = load_config()
     if not config.session_id:
         raise WorkerIndexError("CONFIG_SESSION_ID must be set: every replica of one hive uses the same id")
-    client = redis.Redis.from_url(Endpoints().redis_url, socket_timeout=10)
+    # The leases live beside the board, on the first server of a sharded memory's URL list.
+    client = redis.Redis.from_url(Endpoints().redis_url.split(",")[0].strip(), socket_timeout=10)
     return client, config.session_id, MAX_ACTORS, config.memory.key_prefix
 
 
