@@ -85,18 +85,29 @@ def telemetry_producer(context: RoleContext, outages: OutageWatch | None = None)
     """The role process's one Kafka producer (:class:`hiverl.telemetry.KafkaSink`).
 
     Its spool is named after the session and the role, so a restarted role delivers what its
-    predecessor spooled while Kafka was away; ``outages`` hears of Kafka going away and coming back.
-    Close it before the process ends: that flushes it.
+    predecessor spooled while Kafka was away; ``outages`` hears of Kafka going away and coming back
+    (without one, the producer records its Kafka outages in Kafka itself). Close it before the
+    process ends: that flushes it.
     """
     from hiverl.endpoints import Endpoints
     from hiverl.telemetry.kafka_sink import KafkaSink
 
-    return KafkaSink(
+    producer = KafkaSink(
         Endpoints().kafka_bootstrap_servers,
         spool_name=f"{context.session_id}-{context.slug}",
         client_id=f"hiverl-{context.slug}",
         outages=outages,
     )
+    if outages is None:  # a role alone (a container): its Kafka outages go to Kafka with the spool
+        env_id = context.settings().env_id
+
+        def record(outage: Outage) -> None:
+            event = role_event(OUTAGE_EVENT, context, context.role, context.index, env_id, **outage.fields())
+            with contextlib.suppress(RuntimeError):  # the producer was closed meanwhile
+                producer.publish(TRAINING_LOG_TOPIC, event)
+
+        producer.outages.on_ended = record
+    return producer
 
 
 class OutageReporter:

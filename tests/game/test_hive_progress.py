@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from game.hive_progress import HiveProgress, Periodic
+from game.roles import Role
 from hiverl.events import envelope
 from hiverl.status import RoleState
 
@@ -50,7 +51,8 @@ def test_views_follow_events_and_lifecycle_messages() -> None:
 
 def test_outages_are_said_while_they_last_and_when_they_end() -> None:
     hive = HiveProgress("s1", "CartPole-v1", actors=2, evaluator=True)
-    for role, index in (("learner", 0), ("actor", 0), ("actor", 1), ("evaluator", 0)):
+    roles: list[tuple[Role, int]] = [("learner", 0), ("actor", 0), ("actor", 1), ("evaluator", 0)]
+    for role, index in roles:
         hive.on_lifecycle("started", role, index, {})
     assert hive.outage_text() is None and hive.outage_news() == []
     since = time.time() - 12.0
@@ -73,7 +75,7 @@ def test_outages_are_said_while_they_last_and_when_they_end() -> None:
     assert "Kafka unreachable since" in hive.outage_news()[0]
     assert "1 role spooling telemetry: evaluator" in (hive.outage_text() or "")
     # Every role has Redis back: one line says so; a role that ended waits for nothing.
-    for role, index in (("learner", 0), ("actor", 1)):
+    for role, index in (roles[0], roles[2]):
         hive.on_lifecycle("recovered", role, index, {"service": "redis", "since": since, "until": since + 14})
     assert hive.views[("learner", 0)].state == RoleState.RUNNING and hive.outage_news() == []
     hive.on_lifecycle("done", "actor", 0, {})

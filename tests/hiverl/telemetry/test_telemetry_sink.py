@@ -162,6 +162,9 @@ def test_a_role_process_owns_one_producer_spooling_under_its_role(
             producer.publish("training_log", envelope("episode", session_id="s1", worker_index=1, seq=seq))
         producer.flush(10)
         stats = producer.stats()
+        # It knows it waits for Kafka; alone (no trainer), it records the outage in Kafka itself.
+        assert producer.outages.down and producer.outages.service == "kafka"
+        assert producer.outages.on_ended is not None
     assert stats.spooled == 50 and stats.delivered == 0 and stats.dropped_total == 0
     spool = Spool(tmp_path / "s1-actor-1", max_bytes=config_bytes(), segment_bytes=config_bytes() // 4)
     assert spool.pending == 50
