@@ -7,7 +7,7 @@
   what it sees: ``on_outage(text)`` for each failure during the wait, ``on_recovered(start, end)``
   once a wait ends because Redis answered again.
 
-A role keeps one :class:`~hiverl.telemetry.outages.OutageWatch` for Redis (``game.roles.RoleProcess``):
+A role keeps one :class:`~hiverl.outages.OutageWatch` for Redis (``game.roles.RoleProcess``):
 every wait of every thread and helper process of the role reports its failures to it, and the
 role's calls that succeed end the outage, which the role then records as an ``outage`` event.
 

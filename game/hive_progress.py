@@ -21,8 +21,8 @@ from typing import Any
 from rich.table import Table
 
 from game.roles import Role
+from hiverl.outages import SERVICE_NAMES
 from hiverl.status import RoleState
-from hiverl.telemetry.outages import SERVICE_NAMES
 
 #: ``train_stats`` fields a role's view mirrors.
 _STATS = (

@@ -6,7 +6,7 @@ trainer through its pipe; in containers each runs alone (``hiverl learner``, ``h
 ``hiverl evaluator``).
 
 Outages: a role waits out Redis (:meth:`RoleProcess._retry`) and its producer spools while Kafka is
-away. Each keeps an :class:`~hiverl.telemetry.outages.OutageWatch`: the trainer hears of each failure
+away. Each keeps an :class:`~hiverl.outages.OutageWatch`: the trainer hears of each failure
 (lifecycle ``outage``) and of the end of the wait (``recovered``), and once it is over the role
 records one ``outage`` event (service, start, end, duration) in ``training_log``.
 """
@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeVar
 from game.hive_memory import retrying
 from hiverl.config import SessionConfig, config_from_dict
 from hiverl.events import TRAINING_LOG_TOPIC, Event, EventSink, FanoutSink, envelope
-from hiverl.telemetry.outages import OUTAGE_EVENT, Outage, OutageWatch
+from hiverl.outages import OUTAGE_EVENT, Outage, OutageWatch
 from hiverl.threads import limit_threads, thread_counts
 
 Role = Literal["learner", "actor", "evaluator"]
@@ -114,7 +114,7 @@ class OutageReporter:
     """What :func:`run_in_process` gives a role as ``on_outage``: lifecycle messages to the trainer.
 
     Called with a text (a plain ``on_outage``) it sends ``outage`` with that text; a role's
-    :class:`~hiverl.telemetry.outages.OutageWatch` calls :meth:`failed` (``outage`` with the service
+    :class:`~hiverl.outages.OutageWatch` calls :meth:`failed` (``outage`` with the service
     and since when) and :meth:`recovered` (``recovered``: the wait is over).
     """
 

@@ -1,6 +1,6 @@
 """The indexer's own outages: its waits for Elasticsearch and Kafka, as ``outage`` events it indexes.
 
-:class:`IndexerOutages` keeps one :class:`~hiverl.telemetry.outages.OutageWatch` per service. Once an
+:class:`IndexerOutages` keeps one :class:`~hiverl.outages.OutageWatch` per service. Once an
 outage is over, its event (``role`` ``indexer``, ``session_id`` :data:`INDEXER_SESSION`: it belongs
 to no session, every session's live view shows it) waits in memory until :meth:`IndexerOutages.index`
 gets it into Elasticsearch, at the indexer's next round.
@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from hiverl.events import TRAINING_LOG_TOPIC, envelope
-from hiverl.telemetry.outages import OUTAGE_EVENT, Outage, OutageWatch
+from hiverl.outages import OUTAGE_EVENT, Outage, OutageWatch
 from hiverl.telemetry.schema import TIMESTAMP_FIELD, daily_index, validate_event
 
 log = logging.getLogger(__name__)

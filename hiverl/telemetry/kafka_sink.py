@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any, Self
 
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
+from hiverl.outages import OutageWatch
 from hiverl.telemetry.admin import ensure_topics
 from hiverl.telemetry.config import TelemetryConfig
-from hiverl.telemetry.outages import OutageWatch
 from hiverl.telemetry.records import Record, pack_records
 from hiverl.telemetry.spool import Spool, SpoolLockedError
 

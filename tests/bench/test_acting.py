@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import redis
+
+from tests.helpers.scripts import run_for_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "acting.py"
@@ -27,21 +25,9 @@ STAGES = {"env", "act", "fold", "priorities", "insert", "wait", "other"}
 
 def test_acting_bench_runs_end_to_end(redis_url: str, redis_prefix: str) -> None:
     options = ["--seconds", "2", "--warmup", "1", "--env", "CartPole-v1", "--envs", "4"]
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), *options, "--key-prefix", redis_prefix],
-        cwd=ROOT,
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output[-4000:]
-
-    lines = completed.stdout.strip().splitlines()
-    summary = json.loads(lines[-1])
-    assert not EXPECTED_KEYS - summary.keys(), output[-4000:]
+    completed, summary = run_for_json([SCRIPT, *options, "--key-prefix", redis_prefix], timeout=180)
+    lines = completed.stdout.splitlines()
+    assert not EXPECTED_KEYS - summary.keys(), summary
     assert (summary["actors"], summary["envs_per_actor"], summary["threads"]) == (1, 4, 1)
     assert summary["actor_env_steps_per_s_1_thread"] > 0
     assert summary["env_steps_per_s_total"] == summary["actor_env_steps_per_s_1_thread"]

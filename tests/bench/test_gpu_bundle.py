@@ -8,7 +8,6 @@ and runs ``bench/pong_gpu.py --cpu-smoke`` to its JSON line, then stops that Red
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -19,6 +18,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.scripts import run_for_json
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_BYTES = 60 * 1000 * 1000
@@ -81,19 +82,13 @@ def test_bundle_runs_the_pong_smoke_with_only_torch_and_numpy(tmp_path: Path) ->
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["HIVERL_REDIS_SHARDS"] = "2"  # the memory spread over two bundled Redis servers
     prefix = f"bundle-test-{uuid.uuid4().hex[:12]}:"
-    completed = subprocess.run(
-        [str(bundle / "run_pong.sh"), "--cpu-smoke", "--minutes", "1", "--key-prefix", prefix],
+    completed, summary = run_for_json(
+        [bundle / "run_pong.sh", "--cpu-smoke", "--minutes", "1", "--key-prefix", prefix],
+        timeout=600,
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
     )
     output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output[-6000:]
-    lines = completed.stdout.strip().splitlines()
-    summary = json.loads(lines[-1])
     assert summary["env_steps_total"] > 0, output[-6000:]
     assert summary["updates_total"] > 0, output[-6000:]
     assert summary["settings"]["config"]["memory"]["key_prefix"] == prefix

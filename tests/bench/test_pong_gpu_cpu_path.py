@@ -3,13 +3,11 @@ evaluator on real Pong for a few hundred env steps, the sampling phase, the repo
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import redis
+
+from tests.helpers.scripts import run_for_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "pong_gpu.py"
@@ -32,20 +30,9 @@ EXPECTED_KEYS = {
 
 def test_cpu_smoke_runs_end_to_end(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
     options = ["--cpu-smoke", "--out", str(tmp_path), "--key-prefix", redis_prefix, "--minutes", "2"]
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), *options],
-        cwd=ROOT,
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    completed, summary = run_for_json([SCRIPT, *options], timeout=240)
     output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output[-4000:]
-
     lines = completed.stdout.strip().splitlines()
-    summary = json.loads(lines[-1])
     assert not EXPECTED_KEYS - summary.keys(), output[-4000:]
     assert summary["env_steps_total"] >= 400  # the smoke's step budget was played
     assert summary["updates_total"] > 0  # the learner learned from the memory
@@ -75,18 +62,7 @@ def test_acting_only_measures_the_actors_alone(tmp_path: Path, redis_url: str, r
     """``--acting-only``: no learner, the actors play with nothing holding them back, and say how fast."""
     options = ["--cpu-smoke", "--acting-only", "--actors", "2", "--envs-per-actor", "2"]
     options += ["--out", str(tmp_path), "--key-prefix", redis_prefix]
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), *options],
-        cwd=ROOT,
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output[-4000:]
-    summary = json.loads(completed.stdout.strip().splitlines()[-1])
+    _, summary = run_for_json([SCRIPT, *options], timeout=240)
     acting = summary["acting"]
     assert acting["actors"] == 2 and acting["envs_per_actor"] == 2 and acting["threads"] == 1
     assert summary["actor_env_steps_per_s"] == acting["env_steps_per_s_total"] > 0

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import psutil
+
+from tests.helpers.scripts import run_for_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "replay_shards.py"
@@ -27,20 +25,8 @@ def _processes_under(folder: Path) -> list[str]:
 def test_replay_shards_bench_runs_end_to_end(tmp_path: Path) -> None:
     options = ["--shards", "1,2,4", "--seconds", "0.4", "--processes", "1"]
     options += ["--kinds", "cartpole", "--capacity", "2000", "--home", str(tmp_path)]
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), *options],
-        cwd=ROOT,
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output[-4000:]
-
-    lines = completed.stdout.strip().splitlines()
-    summary = json.loads(lines[-1])
+    completed, summary = run_for_json([SCRIPT, *options], timeout=240)
+    lines = completed.stdout.splitlines()
     assert list(summary)[:3] == ["shards", "insert_per_s", "sample_per_s"], summary
     assert summary["shards"] == [1, 2, 4]
     for key in ("insert_per_s", "sample_per_s"):

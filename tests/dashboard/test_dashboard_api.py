@@ -297,7 +297,7 @@ def test_live_series_carry_the_outages_that_overlap_the_range(
     client: TestClient, es_url: str, es_prefix: str
 ) -> None:
     from hiverl.events import envelope
-    from hiverl.telemetry.outages import Outage
+    from hiverl.outages import Outage
 
     start = time.time() - 600
     down, up = start + 200, start + 214

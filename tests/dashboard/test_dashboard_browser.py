@@ -404,7 +404,7 @@ def test_the_live_page_shades_the_sessions_outages(
 ) -> None:
     """The live page draws each outage of the session as a band over every chart and lists it."""
     from hiverl.events import envelope
-    from hiverl.telemetry.outages import Outage
+    from hiverl.outages import Outage
 
     start = time.time() - 300
     down, up = start + 100, start + 130

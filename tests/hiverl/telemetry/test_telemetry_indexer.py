@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC, envelope
+from hiverl.outages import OutageWatch
 from hiverl.services import ElasticsearchServer, KafkaServer
 from hiverl.telemetry.kafka_sink import KafkaSink
-from hiverl.telemetry.outages import OutageWatch
 from hiverl.telemetry.schema import DEAD_LETTER_FAMILY, FIELDS_BY_NAME, alias_name, daily_index
 from tests.helpers.telemetry import count, fast_config, running_indexer, search_all, wait_until
 

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from hiverl.events import TRAINING_LOG_TOPIC, envelope
-from hiverl.telemetry.outages import Outage, OutageWatch
+from hiverl.outages import Outage, OutageWatch
 from hiverl.telemetry.schema import validate_event
 
 
