@@ -80,7 +80,8 @@ def test_a_redis_outage_is_said_recorded_indexed_and_served(
     mongo_db: str,
 ) -> None:
     from elasticsearch import Elasticsearch
-    from kafka import KafkaAdminClient
+
+    from tests.helpers.telemetry import delete_topics
 
     session = f"outage-{uuid.uuid4().hex[:8]}"
     process = _train(tmp_path, private_redis.url, es_prefix, session)
@@ -172,10 +173,4 @@ def test_a_redis_outage_is_said_recorded_indexed_and_served(
         if process.poll() is None:
             process.kill()
             process.wait(30)
-        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=15000)
-        try:
-            topics = [t for t in admin.list_topics() if t.startswith(es_prefix)]
-            if topics:
-                admin.delete_topics(topics)
-        finally:
-            admin.close()
+        delete_topics(kafka_bootstrap, es_prefix)

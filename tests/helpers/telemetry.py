@@ -75,3 +75,16 @@ def count(es_url: str, index: str) -> int:
     with Elasticsearch(es_url, request_timeout=10, max_retries=0) as es:
         es.indices.refresh(index=index)
         return int(es.count(index=index)["count"])
+
+
+def delete_topics(kafka_bootstrap: str, prefix: str) -> None:
+    """Delete every Kafka topic whose name starts with ``prefix`` (a test's own)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=15000)
+    try:
+        topics = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if topics:
+            admin.delete_topics(topics)
+    finally:
+        admin.close()

@@ -82,8 +82,9 @@ def test_train_runs_monitor_and_indexer_and_leaves_user_defaults_alone(
     mongo_uri: str,
 ) -> None:
     import redis
-    from kafka import KafkaAdminClient
     from pymongo import MongoClient
+
+    from tests.helpers.telemetry import delete_topics
 
     session = f"pipeline-{uuid.uuid4().hex[:8]}"
     before = _end_offsets(kafka_bootstrap)
@@ -144,10 +145,4 @@ def test_train_runs_monitor_and_indexer_and_leaves_user_defaults_alone(
             keys = [k.decode() for k in r.scan_iter(match=f"*{session}*", count=1000)]
         assert keys and all(k.startswith(redis_prefix) for k in keys), keys
     finally:
-        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=15000)
-        try:
-            topics = [t for t in admin.list_topics() if t.startswith(es_prefix)]
-            if topics:
-                admin.delete_topics(topics)
-        finally:
-            admin.close()
+        delete_topics(kafka_bootstrap, es_prefix)
