@@ -244,13 +244,17 @@ def acting_config(
 
 
 def delete_keys(redis_url: str, key_prefix: str) -> int:
+    """Delete every key under ``key_prefix`` on every server of ``redis_url`` (one URL or a
+    comma-separated list, as a sharded memory has); the number deleted. Shared by the benches."""
     import redis
 
-    with redis.Redis.from_url(redis_url.split(",")[0]) as client:
-        keys = list(client.scan_iter(match=f"{key_prefix}*", count=1000))
-        for lo in range(0, len(keys), 500):
-            client.delete(*keys[lo : lo + 500])
-    return len(keys)
+    deleted = 0
+    for url in (u.strip() for u in redis_url.split(",") if u.strip()):
+        with redis.Redis.from_url(url) as client:
+            keys = list(client.scan_iter(match=f"{key_prefix}*", count=1000))
+            for lo in range(0, len(keys), 500):
+                deleted += int(client.delete(*keys[lo : lo + 500]))
+    return deleted
 
 
 def measure_acting(

@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from acting import measure_acting
+from acting import delete_keys, measure_acting
 from learner_path import fill_memory, measure_learner_host, measure_sampling
 
 from game.trainer import ensure_redis
@@ -47,15 +47,6 @@ BEFORE: dict[str, float] = {
 }
 KEYS = ("learner_host_ms_per_update", "actor_env_steps_per_s_1_thread", "sample_batches_per_s_per_shard")
 BETTER_WHEN_LOWER = {"learner_host_ms_per_update"}
-
-
-def delete_keys(redis_url: str, prefix: str) -> None:
-    import redis
-
-    with redis.Redis.from_url(redis_url) as client:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start : start + 500])
 
 
 def main(argv: list[str] | None = None) -> None:

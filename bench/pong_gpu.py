@@ -44,6 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from acting import delete_keys
 from learner_path import fill_memory, measure_sampling
 
 from game.envs import env_spec, make_env
@@ -284,29 +285,8 @@ def train(
 # ---------------------------------------------------------------------------------------------
 
 
-# The sampling measurement lives in bench/learner_path.py (shared with bench/gpu_proxies.py).
-
-
-# ---------------------------------------------------------------------------------------------
-# Step 4: cleanup
-# ---------------------------------------------------------------------------------------------
-
-
-def delete_keys(redis_url: str, prefix: str) -> int:
-    """Delete every key under ``prefix`` (the memory holds GBs of frames; this run is over)."""
-    import redis
-
-    deleted = 0
-    with redis.Redis.from_url(redis_url) as client:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        for start in range(0, len(keys), 500):
-            deleted += int(client.delete(*keys[start : start + 500]))
-    return deleted
-
-
-# ---------------------------------------------------------------------------------------------
-# Step 5: report
-# ---------------------------------------------------------------------------------------------
+# The sampling measurement lives in bench/learner_path.py (shared with bench/gpu_proxies.py), and
+# step 4's cleanup in bench/acting.py (delete_keys, every server of a sharded memory).
 
 
 def rate(points: list[tuple[float, int]]) -> float | None:

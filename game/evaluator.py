@@ -142,7 +142,6 @@ class Evaluator(RoleProcess):
         super().__init__(context, sink, on_status=on_status, on_outage=on_outage, should_stop=should_stop)
         config = self.config = self.hive
         self.settings = config.evaluator
-        torch.set_num_threads(config.torch_threads)
         self.seed = config.role_seed("evaluator")
         self.envs = make_eval_envs(config.env_id, num_envs=self.settings.envs, seed=self.seed)
         spec = env_spec(self.envs if isinstance(self.envs, AtariVectorEnv) else self.envs[0])
