@@ -125,3 +125,11 @@ def test_config_rejects_bad_values_with_the_field_name() -> None:
         TelemetryConfig(index_prefix="Upper-")
     with pytest.raises(ValueError, match="spool_segment_bytes"):
         TelemetryConfig(spool_max_bytes=10_000, spool_segment_bytes=8_000)
+
+
+def test_the_learners_update_phases_are_in_the_schema() -> None:
+    """The learner reports ``update_ms_<phase>`` for exactly the phases the schema indexes."""
+    from game.learner_stats import PHASES
+    from hiverl.telemetry.schema import FIELDS
+
+    assert {f.name for f in FIELDS if f.name.startswith("update_ms_")} == {f"update_ms_{p}" for p in PHASES}
