@@ -151,7 +151,7 @@ def hive_events(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]
         overrides={
             "session_id": session,
             "actors": 1,
-            "total_steps": 2000,
+            "total_steps": 4000,
             "seed": 1,
             "run_dir": str(root / "runs"),
             "model_dir": str(root / "models"),
@@ -169,8 +169,8 @@ def hive_events(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]
         MonitorSettings(memory_name=f"hive-{session}", interval_s=0.5, backoff_max_s=0.5),
     )
 
-    def bounce() -> None:  # Redis away for two seconds while the hive plays
-        time.sleep(1.0)
+    def bounce() -> None:  # Redis away for two seconds while the actor is still playing its steps
+        time.sleep(0.2)
         redis_server.stop()
         time.sleep(2.0)
         redis_server.start()
