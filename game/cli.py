@@ -293,6 +293,7 @@ def _run_alone(role: Role, index: int, config: Path | None, assignments: list[st
     from hiverl.config import ConfigError, load_config, parse_assignments
     from hiverl.endpoints import Endpoints
     from hiverl.events import FanoutSink, JsonlSink
+    from hiverl.redis_access import ACCESS_ERRORS, check_access, exit_denied
     from hiverl.status import SessionStatus
 
     console = Console()
@@ -305,11 +306,16 @@ def _run_alone(role: Role, index: int, config: Path | None, assignments: list[st
     except ConfigError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
+    redis_url = Endpoints().redis_url
+    try:
+        check_access(redis_url)  # refused credentials end the role here, before it writes anything
+    except ACCESS_ERRORS as error:
+        exit_denied(error, redis_url)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     context = RoleContext(
-        role, index, resolved.session_id, resolved.to_json_dict(), Endpoints().redis_url, telemetry=True
+        role, index, resolved.session_id, resolved.to_json_dict(), redis_url, telemetry=True
     )
     name = context.slug
     sink = FanoutSink(
@@ -330,6 +336,8 @@ def _run_alone(role: Role, index: int, config: Path | None, assignments: list[st
         run_archive.start()
     try:
         run_in_process(context, sink, on_status, stop.is_set)
+    except ACCESS_ERRORS as error:  # a command this role's user may not run: no retry can help
+        exit_denied(error, redis_url)
     finally:
         sink.close()  # every event is in the role's file before the archive is rebuilt from them
         if run_archive is not None:

@@ -5,7 +5,9 @@
   restart, waits with exponential backoff (0.1 s doubling to 5 s) and tries again: an outage is a
   pause, never a crash, and never uses up a restart. Only a stop request ends the wait. It says
   what it sees: ``on_outage(text)`` for each failure during the wait, ``on_recovered(start, end)``
-  once a wait ends because Redis answered again.
+  once a wait ends because Redis answered again. Refused credentials are no outage: a wrong
+  password (an ``AuthenticationError``, which redis-py makes a ``ConnectionError``) is raised at
+  once, like a command the user may not run (:mod:`hiverl.redis_access`).
 
 A role keeps one :class:`~hiverl.outages.OutageWatch` for Redis (``game.roles.RoleProcess``):
 every wait of every thread and helper process of the role reports its failures to it, and the
@@ -24,6 +26,7 @@ from typing import TypeVar
 import redis
 
 from hiverl.config import SessionConfig
+from hiverl.redis_access import ACCESS_ERRORS
 from replay_memory import MemoryConfig, ObservationSpec, ReplayMemory
 
 T = TypeVar("T")
@@ -55,6 +58,8 @@ def retrying(
     while True:
         try:
             result = call()
+        except ACCESS_ERRORS:
+            raise
         except OUTAGE_ERRORS as error:
             if failed_at is None:
                 failed_at = time.time()

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from game.hive_memory import Stopped, open_memory, retrying
+from hiverl.redis_access import ACCESS_ERRORS
 from replay_memory import MemoryConfig, SampledBatch
 
 #: Per-row float32 columns after the frames: obs frames (C), next_obs frames (C), action, reward,
@@ -157,6 +158,9 @@ def _sampler_main(
             conn.send(("chunk", slot, n_frames, used, batch.indices, batch.generations, batch.probabilities))
     except (Stopped, EOFError, KeyboardInterrupt):
         pass
+    except ACCESS_ERRORS as error:  # the learner ends with the error itself: one line, not a traceback
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(("denied", error))
     except Exception:
         with contextlib.suppress(OSError, ValueError):
             conn.send(("error", traceback.format_exc()))
@@ -266,6 +270,8 @@ class SamplerPool:
                     raise SamplerError(f"sampler {sampler} died ({error!r})") from error
                 if message[0] == "outage":
                     self.on_outage(message[1])
+                elif message[0] == "denied":
+                    raise message[1]
                 elif message[0] == "error":
                     raise SamplerError(f"sampler {sampler} failed:\n{message[1]}")
                 else:

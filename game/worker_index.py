@@ -339,12 +339,16 @@ app = typer.Typer(
 
 def _exit_with(action: Callable[[], int]) -> None:
     from hiverl.config import ConfigError
+    from hiverl.endpoints import Endpoints
+    from hiverl.redis_access import ACCESS_ERRORS, exit_denied
 
     try:
         code = action()
     except (WorkerIndexError, ConfigError) as error:
         typer.echo(f"error: {error}", err=True)
         code = 2
+    except ACCESS_ERRORS as error:  # refused credentials or commands: waiting cannot help
+        exit_denied(error, Endpoints().redis_url)
     raise typer.Exit(code)
 
 

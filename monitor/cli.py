@@ -31,6 +31,7 @@ def monitor(
     Survives Redis restarts (reconnects with backoff) and Kafka outages (events wait in a disk spool)."""
     from hiverl.endpoints import Endpoints, redact
     from hiverl.events import MEMORY_MONITORING_TOPIC, EventSink, FanoutSink, JsonlSink
+    from hiverl.redis_access import ACCESS_ERRORS, exit_denied
     from hiverl.telemetry.kafka_sink import KafkaSink
     from hiverl.threads import limit_threads
     from monitor.service import MemoryMonitor, MemorySource, MonitorSettings
@@ -59,6 +60,8 @@ def monitor(
         service.run(stop, max_polls=max_polls)
     except KeyboardInterrupt:
         pass
+    except ACCESS_ERRORS as error:
+        exit_denied(error, endpoints.redis_url)
     finally:
         source.reset()
         sink.close()

@@ -10,7 +10,8 @@ Every ``interval_s`` seconds (:meth:`MemoryMonitor.poll_once`):
 3. publish one ``memory_stats`` event per shard plus one for the whole memory (``shard = -1``).
 
 Redis restarts are survived by reconnecting with exponential backoff; Kafka outages by the sink
-(:class:`hiverl.telemetry.KafkaSink` spools to disk and delivers later).
+(:class:`hiverl.telemetry.KafkaSink` spools to disk and delivers later). Refused Redis credentials
+(:mod:`hiverl.redis_access`) end the run: waiting would not fix them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hiverl.events import MEMORY_MONITORING_TOPIC, Event, EventSink, envelope
+from hiverl.redis_access import ACCESS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +223,8 @@ class MemoryMonitor:
                 self.poll_once()
                 self._backoff_s = 0.5
                 wait_s = self.settings.interval_s - (time.monotonic() - started)
+            except ACCESS_ERRORS:  # refused credentials never heal: the caller ends the monitor
+                raise
             except Exception as exc:  # Redis down, memory missing, ...: reconnect with backoff
                 self.failures += 1
                 self.source.reset()

@@ -126,17 +126,30 @@ class ReplayMemory:
 
     @classmethod
     def attach(cls, redis_url: str, name: str = "hive", key_prefix: str = "") -> ReplayMemory:
-        """Opens an existing memory by name, with the configuration stored in Redis."""
+        """Opens an existing memory by name, with the configuration stored in Redis.
+
+        It only reads (each shard's stored configuration), so a read-only Redis user may attach:
+        the memory monitor's (``docker/redis/start.sh``).
+        """
         clients = connect(redis_url)
         try:
             probe = MemoryConfig(name=name, key_prefix=key_prefix)
             stored = clients[0].hget(shard_keys(probe, 0)[0], "config")
-        finally:
+            if stored is None:
+                raise InvalidConfigError(
+                    "name", name, f"no replay memory of that name at prefix {key_prefix!r}"
+                )
+            memory = cls(clients, MemoryConfig.from_json(stored.decode(), key_prefix=key_prefix))
+            for shard in memory.shards[1:]:
+                other = shard.client.hget(shard.keys[0], "config")
+                if other is None:
+                    raise InvalidConfigError("name", name, f"shard {shard.index} of the memory is missing")
+                _check_same_config(memory.config, json.loads(other))
+        except BaseException:
             for c in clients:
                 c.close()
-        if stored is None:
-            raise InvalidConfigError("name", name, f"no replay memory of that name at prefix {key_prefix!r}")
-        return cls.open(redis_url, MemoryConfig.from_json(stored.decode(), key_prefix=key_prefix))
+            raise
+        return memory
 
     def close(self) -> None:
         """Closes the connections."""

@@ -29,6 +29,16 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "tests" / "data" / "compose-spec.json"
 PYTHON_SERVICES = ("monitor", "learner", "evaluator", "game", "dashboard", "indexer", "telemetry-setup")
 ONE_SHOTS = ("es-setup", "kibana-setup", "telemetry-setup")
+#: The Redis user of each service that uses Redis (docker/redis/start.sh); the indexers use none.
+REDIS_USERS = {"learner": "learner", "game": "actor", "evaluator": "evaluator", "monitor": "monitor"} | {
+    "dashboard": "dashboard"
+}
+#: The Elasticsearch user variable of each service that uses Elasticsearch (es-setup makes the users).
+ES_USERS = {
+    "indexer": "HIVERL_ES_USER",
+    "telemetry-setup": "HIVERL_ES_USER",
+    "logstash": "HIVERL_ES_USER",
+} | {"dashboard": "HIVERL_ES_DASHBOARD_USER"}
 
 
 # -- loading and interpolation like `docker compose` -------------------------------------------------
@@ -282,16 +292,91 @@ def test_service_urls_point_at_listening_ports(services: dict[str, dict[str, Any
     assert "INTERNAL://kafka:9092" in kafka["KAFKA_ADVERTISED_LISTENERS"]
     redis_start = (REPO / "docker" / "redis" / "start.sh").read_text()
     assert '--port "${REDIS_PORT:-6379}"' in redis_start
-    user, password = (
-        environment(services["redis"])["REDIS_USER"],
-        environment(services["redis"])["REDIS_PASSWORD"],
-    )
     for name in PYTHON_SERVICES:
         env = environment(services[name])
-        assert env["REDIS_URL"] == f"redis://{user}:{password}@redis:6379/0"
+        if name in REDIS_USERS:
+            assert re.fullmatch(r"redis://[^:@]+:[^@]+@redis:6379/0", env["REDIS_URL"]), name
+        if name in ES_USERS:
+            assert re.fullmatch(r"http://[^:@]+:[^@]+@elasticsearch:9200", env["ELASTICSEARCH_URL"]), name
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
-        assert re.fullmatch(r"http://[^:@]+:[^@]+@elasticsearch:9200", env["ELASTICSEARCH_URL"])
         assert env["HIVERL_HOME"] == "/var/lib/hiverl"
+
+
+def test_each_service_signs_in_as_its_roles_own_user(services: dict[str, dict[str, Any]]) -> None:
+    """Redis: learner, actors, evaluator, monitor and dashboard each as its own user with its own
+    password, the indexers not at all; Elasticsearch: the indexers as the writer, the dashboard as
+    the reader, the hive's roles and the monitor not at all."""
+    example = env_example()
+    redis_env = environment(services["redis"])
+    for name in (*PYTHON_SERVICES, "logstash"):
+        env = environment(services[name])
+        user = REDIS_USERS.get(name)
+        if user is None:
+            assert "REDIS_URL" not in env, f"{name} does not use Redis"
+        else:
+            variable = f"REDIS_{user.upper()}_PASSWORD"
+            assert env["REDIS_URL"] == f"redis://{user}:{example[variable]}@redis:6379/0", name
+            assert redis_env[variable] == example[variable], f"the redis service makes {user}'s password"
+        es_user = ES_USERS.get(name)
+        if es_user is None:
+            assert "ELASTICSEARCH_URL" not in env, f"{name} does not use Elasticsearch"
+        else:
+            password = es_user.replace("_USER", "_PASSWORD")
+            assert env["ELASTICSEARCH_URL"] == (
+                f"http://{example[es_user]}:{example[password]}@elasticsearch:9200"
+            ), name
+    setup = environment(services["es-setup"])
+    for variable in (
+        "HIVERL_ES_USER",
+        "HIVERL_ES_PASSWORD",
+        "HIVERL_ES_DASHBOARD_USER",
+        "HIVERL_ES_DASHBOARD_PASSWORD",
+    ):
+        assert setup[variable] == example[variable], f"es-setup creates the user of {variable}"
+    assert example["HIVERL_ES_USER"] != example["HIVERL_ES_DASHBOARD_USER"]
+    # every password differs, so no role can sign in as another
+    passwords = [example[f"REDIS_{user.upper()}_PASSWORD"] for user in REDIS_USERS.values()]
+    assert len({*passwords, example["REDIS_PASSWORD"]}) == len(REDIS_USERS) + 1
+
+
+def _es_roles() -> dict[str, dict[str, Any]]:
+    """The roles docker/elasticsearch/setup.sh puts (their JSON bodies, prefix "hiverl-")."""
+    setup = (REPO / "docker" / "elasticsearch" / "setup.sh").read_text()
+    roles = {}
+    for name, body in re.findall(
+        r'_security/role/(\w+)" --data-binary @- <<JSON\n(.*?)\nJSON', setup, re.DOTALL
+    ):
+        roles[name] = json.loads(body.replace("${prefix}", "hiverl-"))
+    return roles
+
+
+def test_es_setup_gives_the_writer_and_the_reader_what_they_need() -> None:
+    setup = (REPO / "docker" / "elasticsearch" / "setup.sh").read_text()
+    roles = _es_roles()
+    assert roles == {
+        "hiverl_writer": {
+            "cluster": ["monitor", "manage_index_templates", "manage_ilm"],
+            "indices": [{"names": ["hiverl-*"], "privileges": ["all"]}],
+        },
+        "hiverl_reader": {
+            "cluster": ["monitor"],  # the dashboard's status ping reads the cluster's health
+            "indices": [{"names": ["hiverl-*"], "privileges": ["read", "view_index_metadata"]}],
+        },
+    }
+    users = re.findall(
+        r'"roles": \["(\w+)"\].*?\n(?:.*\n)?\s*call -X PUT "\$es/_security/user/\$\{(\w+)\}"', setup
+    )
+    assert sorted(users) == [
+        ("hiverl_reader", "HIVERL_ES_DASHBOARD_USER"),
+        ("hiverl_writer", "HIVERL_ES_USER"),
+    ]
+    # what the dashboard calls on Elasticsearch: searches and the cluster's health, nothing else
+    dashboard = "\n".join(
+        path.read_text() for path in (REPO / "dashboard").rglob("*.py") if "kibana" not in path.parts
+    )
+    calls = set(re.findall(r"self\.es\.(\w+(?:\.\w+)?)\(", dashboard))
+    assert calls == {"search", "close"}, calls
+    assert "/_cluster/health" in (REPO / "dashboard" / "status.py").read_text()
 
 
 def test_names_agree_with_the_code(services: dict[str, dict[str, Any]]) -> None:
@@ -513,14 +598,11 @@ def test_hiverl_services_get_only_variables_the_code_reads(services: dict[str, d
         command = " ".join(service["command"])
         for variable in environment(service):
             assert variable in known or f"${variable}" in command, f"{name}: nothing reads {variable}"
-        for required in (
-            "REDIS_URL",
-            "KAFKA_BOOTSTRAP_SERVERS",
-            "ELASTICSEARCH_URL",
-            "MONGODB_URI",
-            "HIVERL_HOME",
-        ):
-            assert required in environment(service), f"{name} needs {required}"
+        required = {"KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "HIVERL_HOME"}
+        required |= {"REDIS_URL"} if name in REDIS_USERS else set()
+        required |= {"ELASTICSEARCH_URL"} if name in ES_USERS else set()
+        for variable in sorted(required):
+            assert variable in environment(service), f"{name} needs {variable}"
     game = environment(services["game"])
     assert {"CONFIG_SESSION_ID", "CONFIG_MODEL_DIR", "CONFIG_RUN_DIR"} <= set(game)
 
@@ -613,6 +695,7 @@ def _start_script_env(tmp_path: Path, port: int, password: str) -> dict[str, str
         "PATH": os.environ["PATH"],
         "REDIS_USER": "hiverl",
         "REDIS_PASSWORD": password,
+        **{f"REDIS_{user.upper()}_PASSWORD": f"{user}-pass" for user in REDIS_USERS.values()},
         "REDIS_CONF": str(CATALOG.redis.config_file),
         "REDIS_DATA": str(tmp_path),
         "REDIS_PORT": str(port),
@@ -727,6 +810,9 @@ def test_env_example_holds_no_real_secret() -> None:
         ("KIBANA_SYSTEM_PASSWORD", "short1", "KIBANA_SYSTEM_PASSWORD must be at least 8 characters"),
         ("HIVERL_ES_PASSWORD", "has space 123", "HIVERL_ES_PASSWORD must be set and contain only"),
         ("ELASTIC_PASSWORD", "", "ELASTIC_PASSWORD must be set"),
+        ("HIVERL_ES_DASHBOARD_PASSWORD", "", "HIVERL_ES_DASHBOARD_PASSWORD must be set"),
+        ("HIVERL_ES_DASHBOARD_USER", "bad user", "HIVERL_ES_DASHBOARD_USER must be set and contain only"),
+        ("HIVERL_ES_DASHBOARD_USER", "hiverl", "HIVERL_ES_DASHBOARD_USER must differ from HIVERL_ES_USER"),
     ],
 )
 def test_es_setup_rejects_bad_passwords_before_touching_elasticsearch(
@@ -741,6 +827,8 @@ def test_es_setup_rejects_bad_passwords_before_touching_elasticsearch(
         "KIBANA_SYSTEM_PASSWORD": "kibana-pass",
         "HIVERL_ES_USER": "hiverl",
         "HIVERL_ES_PASSWORD": "hiverl-pass",
+        "HIVERL_ES_DASHBOARD_USER": "hiverl-dashboard",
+        "HIVERL_ES_DASHBOARD_PASSWORD": "dashboard-pass",
         variable: value,
     }
     result = subprocess.run(
@@ -787,7 +875,7 @@ def test_shards_overlay_follows_the_specification_and_keeps_the_invariants(
 def test_plain_compose_keeps_one_redis_server(services: dict[str, dict[str, Any]]) -> None:
     assert not [name for name in services if name.startswith("redis-shard")]
     for name in PYTHON_SERVICES:
-        assert "," not in environment(services[name])["REDIS_URL"]
+        assert "," not in environment(services[name]).get("REDIS_URL", "")
         assert "CONFIG_MEMORY__SHARDS" not in environment(services[name])
 
 
@@ -812,10 +900,15 @@ def test_every_hiverl_service_sees_the_four_servers(sharded: dict[str, Any]) -> 
     from hiverl.config_sections import MemorySettings
 
     services = sharded["services"]
-    user, password = (environment(services["redis"])[key] for key in ("REDIS_USER", "REDIS_PASSWORD"))
-    urls = [f"redis://{user}:{password}@{server}:6379/0" for server in SHARD_SERVERS]
+    example = env_example()
     for name in PYTHON_SERVICES:
         env = environment(services[name])
+        user = REDIS_USERS.get(name)
+        if user is None:
+            assert "REDIS_URL" not in env, name
+            continue
+        password = example[f"REDIS_{user.upper()}_PASSWORD"]
+        urls = [f"redis://{user}:{password}@{server}:6379/0" for server in SHARD_SERVERS]
         # the first server first: the board, the actor leases and the stop flag live there
         assert env["REDIS_URL"].split(",") == urls, name
     for name in SHARDED_ROLES:

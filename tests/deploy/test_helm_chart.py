@@ -34,7 +34,12 @@ CHART = REPO / "deploy" / "helm" / "hiverl"
 KUBERNETES_VERSION = "1.37.0"  # the schemas (kubernetes-validate) and helm's --kube-version
 ROLES = ("learner", "actors", "evaluator", "monitor", "indexer", "dashboard")
 COMPOSE_SERVICE = {role: role for role in ROLES} | {"actors": "game"}
-SECRET_VARIABLES = {"REDIS_PASSWORD", "ELASTICSEARCH_PASSWORD", "MONGODB_PASSWORD"}  # feed the URLs
+# The Redis user of each role that uses Redis (docker/redis/start.sh's users; the indexer uses none).
+REDIS_USER = {"learner": "learner", "actors": "actor", "evaluator": "evaluator", "monitor": "monitor"} | {
+    "dashboard": "dashboard"
+}
+REDIS_PASSWORD = {role: f"REDIS_{user.upper()}_PASSWORD" for role, user in REDIS_USER.items()}
+SECRET_VARIABLES = {*REDIS_PASSWORD.values(), "ELASTICSEARCH_PASSWORD", "MONGODB_PASSWORD"}  # feed the URLs
 SHARDS = ["redis-0.redis:6379", "redis-1.redis:6379", "redis-2.redis:6379", "redis-3.redis:6379"]
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -56,7 +61,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
     },
     "external-cpu": {
-        "redis": {"hosts": ["redis.example.net:6380"], "tls": True, "username": "hiverl"},
+        "redis": {
+            "hosts": ["redis.example.net:6380"],
+            "tls": True,
+            "users": {"monitor": {"username": "hive-monitor", "passwordKey": "monitor"}},
+        },
         "elasticsearch": {"scheme": "https", "host": "es.example.net:443", "auth": {"existingSecret": ""}},
         "mongodb": {
             "host": "mongo.example.net:27017",
@@ -392,19 +401,22 @@ def test_redis_servers_become_the_memory_shards(
     rendered: dict[str, list[dict[str, Any]]], helm: str, tmp_path: Path
 ) -> None:
     defaults = env_of(main_container(workloads(rendered["defaults"])["learner"]))
-    assert defaults["REDIS_URL"] == "redis://default:$(REDIS_PASSWORD)@redis-master:6379/0"
+    assert defaults["REDIS_URL"] == "redis://learner:$(REDIS_LEARNER_PASSWORD)@redis-master:6379/0"
     assert "CONFIG_MEMORY__SHARDS" not in defaults
     for role, workload in workloads(rendered["sharded-autoscaled"]).items():
         env = env_of(main_container(workload))
-        assert env["REDIS_URL"].split(",") == [f"redis://default:$(REDIS_PASSWORD)@{h}/0" for h in SHARDS], (
-            role
-        )
+        if role not in REDIS_USER:
+            continue
+        user, password = REDIS_USER[role], REDIS_PASSWORD[role]
+        assert env["REDIS_URL"].split(",") == [f"redis://{user}:$({password})@{h}/0" for h in SHARDS], role
         if role in ("learner", "evaluator", "actors"):
             assert env["CONFIG_MEMORY__SHARDS"] == "4"
     external = env_of(main_container(workloads(rendered["external-cpu"])["monitor"]))
-    assert external["REDIS_URL"] == "rediss://hiverl:$(REDIS_PASSWORD)@redis.example.net:6380/0"
-    assert external["ELASTICSEARCH_URL"] == "https://es.example.net:443"
-    assert "ELASTICSEARCH_PASSWORD" not in external
+    assert external["REDIS_URL"] == "rediss://hive-monitor:$(REDIS_MONITOR_PASSWORD)@redis.example.net:6380/0"
+    assert external["REDIS_MONITOR_PASSWORD"] == {"secretKeyRef": {"name": "redis", "key": "monitor"}}
+    dashboard = env_of(main_container(workloads(rendered["external-cpu"])["dashboard"]))
+    assert dashboard["ELASTICSEARCH_URL"] == "https://es.example.net:443"
+    assert "ELASTICSEARCH_PASSWORD" not in dashboard
     assert external["MONGODB_URI"].startswith(
         "mongodb://hiverl:$(MONGODB_PASSWORD)@mongo.example.net:27017/hiverl?"
     )
@@ -413,6 +425,53 @@ def test_redis_servers_become_the_memory_shards(
     assert env_of(main_container(workloads(eight)["learner"]))["CONFIG_MEMORY__SHARDS"] == "8"
     error = render_error(helm, tmp_path, {"redis": {"hosts": SHARDS}, "memory": {"shards": 6}})
     assert "memory.shards=6: a multiple of the 4 Redis servers" in error
+
+
+def test_each_role_gets_only_its_own_credentials(
+    rendered: dict[str, list[dict[str, Any]]], helm: str, tmp_path: Path
+) -> None:
+    """As in compose.yaml: its own Redis user (none for the indexer), Elasticsearch only for the indexer
+    (the writer) and the dashboard (the reader, when one is given), one password variable each."""
+    for name, docs in rendered.items():
+        for role, workload in workloads(docs).items():
+            for container in all_containers(workload):
+                env = env_of(container)
+                where = f"{name}/{role}/{container['name']}"
+                services = ("REDIS_", "ELASTICSEARCH_", "MONGODB_")
+                passwords = {v for v in env if v.startswith(services) and v.endswith("_PASSWORD")}
+                if role in REDIS_USER:
+                    user, password = REDIS_USER[role], REDIS_PASSWORD[role]
+                    if (name, role) == ("external-cpu", "monitor"):  # redis.users.monitor given
+                        user = "hive-monitor"
+                    for url in env["REDIS_URL"].split(","):
+                        assert re.match(rf"rediss?://{user}:\$\({password}\)@", url), where
+                    key = env[password]["secretKeyRef"]["key"]
+                    assert key == ("monitor" if user == "hive-monitor" else f"{user}-password"), where
+                else:
+                    assert "REDIS_URL" not in env, where
+                has_es = role in ("indexer", "dashboard")
+                assert ("ELASTICSEARCH_URL" in env) == has_es, where
+                es_password = has_es and name != "external-cpu"  # there Elasticsearch has no password
+                expected = {REDIS_PASSWORD.get(role), "MONGODB_PASSWORD"} | (
+                    {"ELASTICSEARCH_PASSWORD"} if es_password else set()
+                )
+                assert passwords == expected - {None}, where
+    reader = {
+        "elasticsearch": {"dashboard": {"username": "hiverl-dashboard", "passwordKey": "dashboard-password"}}
+    }
+    roles = workloads(render(helm, tmp_path, reader, "reader"))
+    dashboard, indexer = (env_of(main_container(roles[role])) for role in ("dashboard", "indexer"))
+    assert (
+        dashboard["ELASTICSEARCH_URL"]
+        == "http://hiverl-dashboard:$(ELASTICSEARCH_PASSWORD)@elasticsearch:9200"
+    )
+    assert dashboard["ELASTICSEARCH_PASSWORD"]["secretKeyRef"]["key"] == "dashboard-password"
+    assert indexer["ELASTICSEARCH_URL"] == "http://elastic:$(ELASTICSEARCH_PASSWORD)@elasticsearch:9200"
+    assert indexer["ELASTICSEARCH_PASSWORD"]["secretKeyRef"]["key"] == "elasticsearch-password"
+    error = render_error(
+        helm, tmp_path, {"redis": {"users": {"actor": {"username": "", "passwordKey": "x"}}}}
+    )
+    assert "'/redis/users/actor/username'" in error
 
 
 def test_actors_are_replicas_or_autoscaled(

@@ -9,6 +9,10 @@ Commands:
   board SESSION                the hive's board (weights version, updates, inserts) and index leases
   archive SESSION              the session's archive document (status, totals, results)
   dashboard SESSION USER       signs in (password from DASHBOARD_ADMIN_PASSWORD) and reads the pages
+
+``board`` and ``es`` sign in with PROBE_REDIS_URL and PROBE_ELASTICSEARCH_URL (the operators' and the
+indexers' users, given by the test) when set: the dashboard's own users may not read the leases or
+refresh an index.
 """
 
 from __future__ import annotations
@@ -73,7 +77,9 @@ def events(session: str) -> dict[str, Any]:
 def _es() -> Any:
     from elasticsearch import Elasticsearch
 
-    return Elasticsearch(os.environ["ELASTICSEARCH_URL"], request_timeout=30)
+    # the indexers' user (it refreshes indices); the dashboard's own may only read
+    url = os.environ.get("PROBE_ELASTICSEARCH_URL") or os.environ["ELASTICSEARCH_URL"]
+    return Elasticsearch(url, request_timeout=30)
 
 
 def es(session: str) -> dict[str, Any]:
@@ -118,7 +124,9 @@ def board(session: str) -> dict[str, Any]:
     from game.worker_index import slot_key
     from hiverl.session import board_key
 
-    client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=False)
+    # the operators' user: the dashboard's own may only raise the stop flag
+    url = os.environ.get("PROBE_REDIS_URL") or os.environ["REDIS_URL"]
+    client = redis.Redis.from_url(url, decode_responses=False)
     raw: dict[bytes, bytes] = client.hgetall(board_key(session))  # type: ignore[assignment]
     state = {k.decode(): v.decode() for k, v in raw.items() if k != b"weights"}
     leases = {}

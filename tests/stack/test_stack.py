@@ -22,6 +22,8 @@ The tests run in order on one stack, as a user's day with it goes:
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import time
 import uuid
@@ -70,10 +72,22 @@ class Stack:
         return done
 
     def probe(self, *args: str) -> Any:
-        """Run tests/stack/probe.py in the dashboard container; its JSON answer."""
+        """Run tests/stack/probe.py in the dashboard container; its JSON answer.
+
+        The dashboard's own users may only raise the stop flag (Redis) and read (Elasticsearch): the
+        probe reads the board and the leases as the operators' Redis user and refreshes the indices
+        as the indexers' user, whose URLs it gets through the environment (names only on argv)."""
+        settings = _stack_settings()
+        urls = {
+            "PROBE_REDIS_URL": f"redis://{settings['REDIS_USER']}:{settings['REDIS_PASSWORD']}@redis:6379/0",
+            "PROBE_ELASTICSEARCH_URL": (
+                f"http://{settings['HIVERL_ES_USER']}:{settings['HIVERL_ES_PASSWORD']}@elasticsearch:9200"
+            ),
+        }
         done = subprocess.run(
-            ["docker", "exec", "-i", self.container("dashboard"), "python", "-", *args],
-            input=PROBE, capture_output=True, text=True, timeout=180, check=False,
+            ["docker", "exec", "-i", *(f"--env={name}" for name in urls), self.container("dashboard"),
+             "python", "-", *args],
+            input=PROBE, capture_output=True, text=True, timeout=180, check=False, env={**os.environ, **urls},
         )  # fmt: skip
         if done.returncode != 0:
             raise AssertionError(f"probe {args} failed:\n{done.stderr[-3000:]}")
@@ -123,6 +137,12 @@ def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, every_s
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout_s:.0f} s; last: {str(last)[:3000]}")
         time.sleep(every_s)
+
+
+def _stack_settings() -> dict[str, str]:
+    """The variables of tests/stack/stack.env."""
+    lines = (REPO / "tests" / "stack" / "stack.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if re.match(r"[A-Z][A-Z0-9_]*=", line))
 
 
 def _image_ids() -> set[str]:

@@ -66,12 +66,26 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* Service URLs: credentials as $(VAR) references to the secret variables of "hiverl.env". */}}
+{{/* The Redis user of a role: (dict "root" $ "user" "actor") -> its values (username, passwordKey). */}}
+{{- define "hiverl.redisUser" -}}
+{{- $user := index .root.Values.redis.users .user -}}
+{{- if not $user.username -}}
+{{- fail (printf "redis.users.%s.username: the ACL user of the role" .user) -}}
+{{- end -}}
+{{- toYaml $user -}}
+{{- end -}}
+
+{{- define "hiverl.redisPasswordVariable" -}}
+{{- printf "REDIS_%s_PASSWORD" (upper .user) -}}
+{{- end -}}
+
 {{- define "hiverl.redisUrl" -}}
-{{- $r := .Values.redis -}}
+{{- $r := .root.Values.redis -}}
+{{- $user := include "hiverl.redisUser" . | fromYaml -}}
 {{- $scheme := ternary "rediss" "redis" (eq (toString $r.tls) "true") -}}
 {{- $auth := "" -}}
 {{- if $r.auth.existingSecret -}}
-{{- $auth = printf "%s:$(REDIS_PASSWORD)@" $r.username -}}
+{{- $auth = printf "%s:$(%s)@" $user.username (include "hiverl.redisPasswordVariable" .) -}}
 {{- end -}}
 {{- $urls := list -}}
 {{- range $r.hosts -}}
@@ -80,10 +94,21 @@ app.kubernetes.io/component: {{ .component }}
 {{- join "," $urls -}}
 {{- end -}}
 
+{{/* The indexer's (writer) or the dashboard's (reader) Elasticsearch user: (dict "root" $ "user" "reader") */}}
+{{- define "hiverl.elasticsearchUser" -}}
+{{- $e := .root.Values.elasticsearch -}}
+{{- if and (eq .user "reader") $e.dashboard.username -}}
+{{- toYaml (dict "username" $e.dashboard.username "passwordKey" (required "elasticsearch.dashboard.passwordKey: the key of the dashboard user's password" $e.dashboard.passwordKey)) -}}
+{{- else -}}
+{{- toYaml (dict "username" $e.username "passwordKey" $e.auth.passwordKey) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "hiverl.elasticsearchUrl" -}}
-{{- $e := .Values.elasticsearch -}}
+{{- $e := .root.Values.elasticsearch -}}
+{{- $user := include "hiverl.elasticsearchUser" . | fromYaml -}}
 {{- if $e.auth.existingSecret -}}
-{{- printf "%s://%s:$(ELASTICSEARCH_PASSWORD)@%s" $e.scheme $e.username $e.host -}}
+{{- printf "%s://%s:$(ELASTICSEARCH_PASSWORD)@%s" $e.scheme $user.username $e.host -}}
 {{- else -}}
 {{- printf "%s://%s" $e.scheme $e.host -}}
 {{- end -}}
@@ -106,22 +131,32 @@ app.kubernetes.io/component: {{ .component }}
       key: {{ required (printf "%s: the key of the password in %s" .name .auth.existingSecret) .auth.passwordKey | quote }}
 {{- end -}}
 
-{{/* The environment of every hiverl container (compose's x-python-service). */}}
+{{/* The environment of a hiverl container (compose's x-python-service): (dict "root" $ "redis" <the
+     role's Redis user, or "" without Redis> "elasticsearch" <"writer", "reader" or "" without it>).
+     Each role gets only its own credentials, as in compose.yaml. */}}
 {{- define "hiverl.env" -}}
+{{- $root := .root -}}
 - name: HIVERL_HOME
   value: /var/lib/hiverl
-{{- if .Values.redis.auth.existingSecret }}
-{{ include "hiverl.secretEnv" (dict "name" "REDIS_PASSWORD" "auth" .Values.redis.auth) }}
+{{- if .redis }}
+{{- $user := include "hiverl.redisUser" (dict "root" $root "user" .redis) | fromYaml }}
+{{- if $root.Values.redis.auth.existingSecret }}
+{{ include "hiverl.secretEnv" (dict "name" (include "hiverl.redisPasswordVariable" (dict "user" .redis)) "auth" (dict "existingSecret" $root.Values.redis.auth.existingSecret "passwordKey" $user.passwordKey)) }}
 {{- end }}
 - name: REDIS_URL
-  value: {{ include "hiverl.redisUrl" . | quote }}
+  value: {{ include "hiverl.redisUrl" (dict "root" $root "user" .redis) | quote }}
+{{- end }}
 - name: KAFKA_BOOTSTRAP_SERVERS
-  value: {{ .Values.kafka.bootstrapServers | quote }}
-{{- if .Values.elasticsearch.auth.existingSecret }}
-{{ include "hiverl.secretEnv" (dict "name" "ELASTICSEARCH_PASSWORD" "auth" .Values.elasticsearch.auth) }}
+  value: {{ $root.Values.kafka.bootstrapServers | quote }}
+{{- if .elasticsearch }}
+{{- $user := include "hiverl.elasticsearchUser" (dict "root" $root "user" .elasticsearch) | fromYaml }}
+{{- if $root.Values.elasticsearch.auth.existingSecret }}
+{{ include "hiverl.secretEnv" (dict "name" "ELASTICSEARCH_PASSWORD" "auth" (dict "existingSecret" $root.Values.elasticsearch.auth.existingSecret "passwordKey" $user.passwordKey)) }}
 {{- end }}
 - name: ELASTICSEARCH_URL
-  value: {{ include "hiverl.elasticsearchUrl" . | quote }}
+  value: {{ include "hiverl.elasticsearchUrl" (dict "root" $root "user" .elasticsearch) | quote }}
+{{- end }}
+{{- with $root }}
 {{- if .Values.mongodb.auth.existingSecret }}
 {{ include "hiverl.secretEnv" (dict "name" "MONGODB_PASSWORD" "auth" .Values.mongodb.auth) }}
 {{- end }}
@@ -133,11 +168,14 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .Values.elasticsearch.indexPrefix | quote }}
 - name: HIVERL_TELEMETRY_TOPIC_PARTITIONS
   value: {{ .Values.kafka.topicPartitions | quote }}
+{{- end }}
 {{- end -}}
 
-{{/* The hive's settings (compose's hive-env): learner, evaluator and actors. */}}
+{{/* The hive's settings (compose's hive-env): learner, evaluator and actors, (dict "root" $ "redis"
+     <the role's Redis user>). */}}
 {{- define "hiverl.hiveEnv" -}}
-{{ include "hiverl.env" . }}
+{{ include "hiverl.env" (dict "root" .root "redis" .redis) }}
+{{- with .root }}
 - name: CONFIG_SESSION_ID
   value: {{ .Values.hive.sessionId | quote }}
 - name: CONFIG_ENV_ID
@@ -157,6 +195,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- with .Values.hive.extraEnv }}
 {{ toYaml . }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
