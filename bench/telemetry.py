@@ -91,6 +91,7 @@ def client_floor(bootstrap: str, topic: str, config: TelemetryConfig, records: i
         compression_type=config.kafka_compression(),
         linger_ms=min(config.linger_ms, 5),
         batch_size=config.batch_size_bytes,
+        **Endpoints().kafka_client_settings(),
     )
     try:
         for _ in range(500):  # warm up: metadata, connection
@@ -365,7 +366,7 @@ def _cleanup(bootstrap: str, es_url: str, topics: list[str], prefix: str) -> Non
     from hiverl.telemetry.elastic import delete_templates
 
     with contextlib.suppress(Exception):
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, **Endpoints().kafka_client_settings())
         existing = set(admin.list_topics())
         admin.delete_topics([t for t in topics if t in existing])
         admin.close()

@@ -92,11 +92,15 @@ def telemetry_producer(context: RoleContext, outages: OutageWatch | None = None)
     from hiverl.endpoints import Endpoints
     from hiverl.telemetry.kafka_sink import KafkaSink
 
+    endpoints = Endpoints()
     producer = KafkaSink(
-        Endpoints().kafka_bootstrap_servers,
+        endpoints.kafka_bootstrap_servers,
         spool_name=f"{context.session_id}-{context.slug}",
+        # A role writes training_log only: its Kafka user (actor, learner, evaluator) may see no other.
+        topics=(TRAINING_LOG_TOPIC,),
         client_id=f"hiverl-{context.slug}",
         outages=outages,
+        security=endpoints.kafka_client_settings(),
     )
     if outages is None:  # a role alone (a container): its Kafka outages go to Kafka with the spool
         env_id = context.settings().env_id

@@ -222,6 +222,59 @@ def test_kafka_mirrors_the_catalog(services: dict[str, dict[str, Any]]) -> None:
     assert "zookeeper" not in services
 
 
+def _listeners(value: str) -> dict[str, int]:
+    """``NAME://host:port,...`` -> {NAME: port}."""
+    return {item.split("://")[0]: int(item.rpartition(":")[2]) for item in value.split(",")}
+
+
+def test_kafka_published_listener_takes_only_scram_logins_and_acls_rule(
+    raw: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """The published listener is SASL (SCRAM-SHA-512) and the authorizer denies what no ACL allows;
+    the PLAINTEXT listeners, whose ANONYMOUS principal is the super user, stay inside the network.
+    tests/hiverl/telemetry/test_kafka_users.py runs a broker with these very settings."""
+    env = environment(services["kafka"])
+    listeners = _listeners(env["KAFKA_LISTENERS"])
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    published = set(_host_ports(services["kafka"]))
+    assert published == {listeners["EXTERNAL"]}
+    for name, port in listeners.items():
+        expected = "SASL_PLAINTEXT" if port in published else "PLAINTEXT"
+        assert protocols[name] == expected, f"listener {name} on port {port} must be {expected}"
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    jaas = env["KAFKA_LISTENER_NAME_EXTERNAL_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
+    assert jaas == "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert env["KAFKA_SUPER_USERS"] == "User:ANONYMOUS"  # the PLAINTEXT listeners' principal, nobody else
+    assert {env["KAFKA_INTER_BROKER_LISTENER_NAME"], env["KAFKA_CONTROLLER_LISTENER_NAMES"]} <= {
+        name for name, protocol in protocols.items() if protocol == "PLAINTEXT"
+    }
+    advertised = raw["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert "EXTERNAL://${KAFKA_ADVERTISED_HOST:-127.0.0.1}:${KAFKA_HOST_PORT:-19092}" in advertised
+    # apache/kafka's start script demands a JAAS file in KAFKA_OPTS when an advertised listener's
+    # name matches SASL_*://, and its environment-to-properties step drops a variable whose value
+    # holds "=": neither may happen to these settings.
+    assert "SASL_" not in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert not [name for name, value in env.items() if name.startswith("KAFKA_") and "=" in value]
+
+
+def test_only_the_setup_one_shot_holds_the_kafka_users_passwords(services: dict[str, dict[str, Any]]) -> None:
+    from hiverl.telemetry.kafka_users import USER_TOPICS, password_variable
+
+    variables = [password_variable(user) for user in USER_TOPICS]
+    example = env_example()
+    setup = environment(services["telemetry-setup"])
+    assert {variable: setup[variable] for variable in variables} == {v: example[v] for v in variables}
+    assert len({example[variable] for variable in variables}) == len(variables)  # one password per user
+    for name, service in services.items():
+        env = environment(service)
+        if name != "telemetry-setup":
+            assert not set(variables) & set(env), f"{name} holds a Kafka user's password"
+        # inside the network every service is on the internal listener, without a login
+        assert "KAFKA_SECURITY_PROTOCOL" not in env and "KAFKA_SASL_PASSWORD" not in env, name
+
+
 def test_elastic_stack_mirrors_the_catalog(services: dict[str, dict[str, Any]]) -> None:
     version = CATALOG.elasticsearch.version
     assert _image(services["elasticsearch"]) == ("docker.elastic.co/elasticsearch/elasticsearch", version)
@@ -283,7 +336,7 @@ def test_host_ports_are_the_projects_local_ports(services: dict[str, dict[str, A
     assert _host_ports(services["elasticsearch"]) == {9200: endpoints.ELASTICSEARCH_PORT}
     assert _host_ports(services["mongo"]) == {27017: endpoints.MONGODB_PORT}
     kafka = environment(services["kafka"])
-    assert f"HOST://127.0.0.1:{endpoints.KAFKA_PORT}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
+    assert f"EXTERNAL://127.0.0.1:{endpoints.KAFKA_PORT}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
 
 
 def test_service_urls_point_at_listening_ports(services: dict[str, dict[str, Any]]) -> None:

@@ -17,7 +17,11 @@ def index(
     prefix: Annotated[str | None, typer.Option(help="index/alias/template name prefix")] = None,
     report_every: Annotated[float, typer.Option(help="seconds between status lines (with lag)")] = 30.0,
     setup_only: Annotated[
-        bool, typer.Option("--setup-only", help="create missing topics and put index templates, then exit")
+        bool,
+        typer.Option(
+            "--setup-only",
+            help="create missing topics, the Kafka users and their ACLs, put index templates, then exit",
+        ),
     ] = False,
 ) -> None:
     """Bulk-index the training_log and memory_monitoring topics into Elasticsearch (exactly once per
@@ -29,6 +33,7 @@ def index(
     from hiverl.telemetry.config import TelemetryConfig
     from hiverl.telemetry.elastic import ensure_templates
     from hiverl.telemetry.indexer import Indexer
+    from hiverl.telemetry.kafka_users import KafkaUserPasswords, ensure_users
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # outages are reported by us
@@ -38,24 +43,23 @@ def index(
     if prefix is not None:
         overrides["index_prefix"] = prefix
     config = TelemetryConfig(**overrides)  # type: ignore[arg-type]
+    kafka, security = endpoints.kafka_bootstrap_servers, endpoints.kafka_client_settings()
+    topics = [config.kafka_topic(TRAINING_LOG_TOPIC), config.kafka_topic(MEMORY_MONITORING_TOPIC)]
     if setup_only:
-        created = ensure_topics(
-            endpoints.kafka_bootstrap_servers,
-            [config.kafka_topic(TRAINING_LOG_TOPIC), config.kafka_topic(MEMORY_MONITORING_TOPIC)],
-            config,
-        )
+        created = ensure_topics(kafka, topics, config, security=security)
+        users = ensure_users(kafka, KafkaUserPasswords().given(), config, security)
         es = Elasticsearch(endpoints.elasticsearch_url, request_timeout=30)
         names = ensure_templates(es, config.index_prefix)
-        typer.echo(f"topics created: {created or 'none (all present)'}; index templates: {', '.join(names)}")
+        typer.echo(
+            f"topics created: {created or 'none (all present)'}; Kafka users: {users.summary()}; "
+            f"index templates: {', '.join(names)}"
+        )
         return
-    topics = f"{config.kafka_topic(TRAINING_LOG_TOPIC)}, {config.kafka_topic(MEMORY_MONITORING_TOPIC)}"
     typer.echo(
-        f"indexing {topics} from {endpoints.kafka_bootstrap_servers} "
+        f"indexing {', '.join(topics)} from {kafka} "
         f"into {redact(endpoints.elasticsearch_url)} (prefix {config.index_prefix!r})"
     )
-    indexer = Indexer(
-        endpoints.kafka_bootstrap_servers, endpoints.elasticsearch_url, config, group_id=group_id
-    )
+    indexer = Indexer(kafka, endpoints.elasticsearch_url, config, group_id=group_id, security=security)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -34,6 +34,7 @@ from hiverl.telemetry.admin import ensure_topics
 from hiverl.telemetry.config import TelemetryConfig
 from hiverl.telemetry.elastic import ensure_templates
 from hiverl.telemetry.indexer_outages import IndexerOutages
+from hiverl.telemetry.kafka_access import RefusalLog, client_security, refusal
 from hiverl.telemetry.records import decode_events
 from hiverl.telemetry.schema import (
     DEAD_LETTER_FAMILY,
@@ -91,6 +92,7 @@ class Indexer:
         *,
         topics: Mapping[str, str] | None = None,
         group_id: str | None = None,
+        security: Mapping[str, Any] | None = None,
     ) -> None:
         """Args:
         bootstrap_servers: Kafka ``host:port[,...]``.
@@ -99,6 +101,7 @@ class Indexer:
         topics: family → Kafka topic name (default: ``config.topic_prefix`` + the family's name;
             tests map to unique topics).
         group_id: consumer group (default ``config.indexer_group_id``).
+        security: kafka-python's security arguments (default: ``KAFKA_SECURITY_PROTOCOL`` and friends).
         """
         self.config = config or TelemetryConfig()
         topics = dict(topics or {f: self.config.kafka_topic(f) for f in FAMILIES})
@@ -107,6 +110,8 @@ class Indexer:
             raise ValueError(f"topics has unknown families {sorted(unknown)}; allowed: {FAMILIES}")
         self.family_by_topic = {topic: family for family, topic in topics.items()}
         self.bootstrap_servers = bootstrap_servers
+        self.security = client_security(security)
+        self._refusals = RefusalLog(log)
         self.group_id = group_id or self.config.indexer_group_id
         self.prefix = self.config.index_prefix
         self.stats = IndexerStats()
@@ -140,7 +145,8 @@ class Indexer:
 
                 # Create missing topics first: a group subscribed to a topic that does not exist yet
                 # is only assigned its partitions at the next metadata refresh, minutes later.
-                ensure_topics(self.bootstrap_servers, list(self.family_by_topic), self.config, timeout_s=5.0)
+                topics = list(self.family_by_topic)
+                ensure_topics(self.bootstrap_servers, topics, self.config, 5.0, self.security)
                 self.consumer = KafkaConsumer(
                     *self.family_by_topic,
                     bootstrap_servers=self.bootstrap_servers,
@@ -152,9 +158,17 @@ class Indexer:
                     bootstrap_timeout_ms=3000,
                     reconnect_backoff_max_ms=1000,
                     metadata_max_age_ms=10_000,  # see a recreated topic's partitions within seconds
+                    **self.security,
                 )
                 self.outages.watch["kafka"].succeeded()
+                self._refusals.accepted(self.bootstrap_servers)
             except Exception as exc:
+                refused = refusal(exc, self.bootstrap_servers, self.security, list(self.family_by_topic))
+                if refused is not None:  # no outage: said once, tried again at the longest backoff
+                    wait_s = self.config.reconnect_backoff_max_s
+                    self._refusals.refused(refused, f"The indexer tries again every {wait_s:.0f} s")
+                    self._stop.wait(wait_s)
+                    continue
                 reason = f"Kafka not ready ({exc.__class__.__name__})"
                 self.outages.watch["kafka"].failed(reason)
                 self._sleep_backoff(reason)

@@ -23,7 +23,10 @@ Nothing is dropped silently: an over-full queue or spool drops the oldest events
 (:meth:`KafkaSink.stats`, and ``telemetry_dropped_total`` in every stats event) and logs a warning.
 
 Its ``outages`` watch hears of each failed and successful attempt to reach Kafka (a hive role's
-records an ``outage`` event of service ``kafka`` once Kafka is back).
+records an ``outage`` event of service ``kafka`` once Kafka is back). A refusal is no outage: a login
+Kafka rejects, or a topic the user may not write (:mod:`hiverl.telemetry.kafka_access`), is logged once
+as an ERROR naming the user and the variable to check; the events wait in the spool as in an outage
+(bounded as ever), the process goes on, and the sink tries again every ``reconnect_backoff_max_s``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from hiverl.events import MEMORY_MONITORING_TOPIC, TRAINING_LOG_TOPIC
 from hiverl.outages import OutageWatch
 from hiverl.telemetry.admin import ensure_topics
 from hiverl.telemetry.config import TelemetryConfig
+from hiverl.telemetry.kafka_access import RefusalLog, client_security, open_producer, refusal, send_and_wait
 from hiverl.telemetry.records import Record, pack_records
 from hiverl.telemetry.spool import Spool, SpoolLockedError
 
@@ -67,6 +71,7 @@ class SinkStats:
     queued: int  # waiting in memory now
     dropped_total: int  # dropped because the queue or the spool was full
     online: bool  # Kafka reachable at the last attempt
+    refused: str = ""  # how Kafka refuses this producer now ('' when it does not)
 
 
 def default_spool_name() -> str:
@@ -86,6 +91,7 @@ class KafkaSink:
         topics: Sequence[str] = (TRAINING_LOG_TOPIC, MEMORY_MONITORING_TOPIC),
         client_id: str = "hiverl-telemetry",
         outages: OutageWatch | None = None,
+        security: Mapping[str, Any] | None = None,
     ) -> None:
         """Start the background thread; nothing here waits for Kafka.
 
@@ -101,6 +107,8 @@ class KafkaSink:
             client_id: Kafka client id.
             outages: told (from the sink's thread) of each failed attempt to reach Kafka and of
                 each success; the owner closes it.
+            security: kafka-python's security arguments (default: ``KAFKA_SECURITY_PROTOCOL`` and
+                friends, :meth:`hiverl.endpoints.Endpoints.kafka_client_settings`).
         """
         if not bootstrap_servers.strip():
             raise ValueError("bootstrap_servers is empty; expected host:port[,host:port...]")
@@ -108,6 +116,9 @@ class KafkaSink:
         self.config = config or TelemetryConfig()
         self.client_id = client_id
         self.outages = outages or OutageWatch("kafka")
+        self.security = client_security(security)
+        self._refusals = RefusalLog(log)
+        self._refused_send: BaseException | None = None  # the last send Kafka refused
         self.topics = tuple(self.config.kafka_topic(t) for t in topics)
         name = spool_name or default_spool_name()
         root = self.config.resolved_spool_dir()
@@ -211,6 +222,7 @@ class KafkaSink:
                 queued=len(self._queue),
                 dropped_total=self._queue_dropped + self._spool.dropped_total,
                 online=not self._offline and self._producer is not None,
+                refused=self._refusals.current,
             )
 
     # -- the background thread -------------------------------------------------------------------
@@ -278,29 +290,14 @@ class KafkaSink:
         if now < self._next_probe:
             return False
         try:
-            from kafka import KafkaProducer
-
             if not self._topics_ready:
-                ensure_topics(self.bootstrap_servers, self.topics, self.config, timeout_s=3.0)
+                ensure_topics(self.bootstrap_servers, self.topics, self.config, 3.0, self.security)
                 self._topics_ready = True
-            self._producer = KafkaProducer(
-                bootstrap_servers=self.bootstrap_servers,
-                client_id=self.client_id,
-                acks="all",
-                enable_idempotence=True,
-                compression_type=self.config.kafka_compression(),
-                # The sink's thread already batches (it wakes every linger_ms and sends what queued up);
-                # a short producer linger just lets one chunk's records share a request.
-                linger_ms=min(self.config.linger_ms, 5),
-                batch_size=self.config.batch_size_bytes,
-                delivery_timeout_ms=self.config.delivery_timeout_ms,
-                request_timeout_ms=min(30_000, self.config.delivery_timeout_ms - 505),
-                max_block_ms=2_000,
-                bootstrap_timeout_ms=3_000,
-                reconnect_backoff_max_ms=1_000,
-            )
-        except Exception as exc:  # NoBrokersAvailable, timeouts, admin errors
+            self._producer = open_producer(self.bootstrap_servers, self.client_id, self.config, self.security)
+        except Exception as exc:  # timeouts, admin errors, a refusal
             self._offline = True
+            if self._refused(exc):
+                return False
             self.outages.failed(f"Kafka {self.bootstrap_servers} unreachable ({exc.__class__.__name__})")
             if self._backoff_s == 0.5:  # first failure of a streak: say why
                 log.warning(
@@ -312,7 +309,7 @@ class KafkaSink:
                 "Kafka %s unreachable (%s); retry in %.1fs", self.bootstrap_servers, exc, self._backoff_s
             )
             return False
-        if self._spool.pending:
+        if self._spool.pending and not self._refusals.current:  # a refusal's tries stay quiet
             log.warning(
                 "Kafka %s reachable again: delivering %d spooled events",
                 self.bootstrap_servers,
@@ -323,49 +320,42 @@ class KafkaSink:
         self.outages.succeeded()
         return True
 
-    def _went_offline(self, reason: str) -> None:
-        log.warning(
-            "Kafka %s unavailable (%s): spooling to %s", self.bootstrap_servers, reason, self._spool.directory
+    def _refused(self, exc: BaseException) -> bool:
+        """When ``exc`` is a refusal: say so (once), wait the longest backoff, and return True."""
+        text = refusal(exc, self.bootstrap_servers, self.security, self.topics)
+        if text is None:
+            return False
+        retry_s = self.config.reconnect_backoff_max_s
+        self._refusals.refused(
+            text, f"Telemetry waits in {self._spool.directory}; next try in {retry_s:.0f} s"
         )
+        self._next_probe = time.monotonic() + retry_s
+        return True
+
+    def _went_offline(self, reason: str) -> None:
         producer, self._producer = self._producer, None
         self._offline = True
-        self.outages.failed(f"Kafka {self.bootstrap_servers} unavailable ({reason})")
+        refused, self._refused_send = self._refused_send, None
+        if refused is None or not self._refused(refused):
+            where = self._spool.directory
+            log.warning("Kafka %s unavailable (%s): spooling to %s", self.bootstrap_servers, reason, where)
+            self.outages.failed(f"Kafka {self.bootstrap_servers} unavailable ({reason})")
+            self._next_probe = time.monotonic() + self._backoff_s
         if producer is not None:  # a fresh producer (new id, new sequences) after the outage
             try:
                 producer.close(timeout=0)
             except Exception:
                 log.debug("closing the failed producer", exc_info=True)
-        self._next_probe = time.monotonic() + self._backoff_s
 
     def _deliver(self, records: Sequence[Record]) -> list[Record]:
         """Send ``records`` and wait for every ack; returns those not acknowledged, in order."""
-        futures = []
-        failed_from = len(records)
-        for i, (topic, key, value, _) in enumerate(records):
-            try:
-                futures.append(self._producer.send(topic, value=value, key=key))  # murmur2(key) partition
-            except Exception as exc:  # metadata or buffer timeout: Kafka is not answering
-                log.debug("send failed: %s", exc)
-                failed_from = i
-                break
-        # Every future resolves within delivery_timeout_ms (acknowledged or expired); wait for all at
-        # once, then read the outcomes (get() only for a rare straggler).
-        deadline = time.monotonic() + self.config.delivery_timeout_ms / 1000 + 10
-        try:
-            self._producer.flush(timeout=deadline - time.monotonic())
-        except Exception as exc:  # flush timing out: the loop below waits per record
-            log.debug("flush: %s", exc)
-        failed: list[Record] = []
-        for record, future in zip(records, futures, strict=False):
-            if future.is_done:
-                if future.failed():
-                    failed.append(record)
-                continue
-            try:
-                future.get(timeout=max(deadline - time.monotonic(), 0.1))
-            except Exception:
-                failed.append(record)
-        failed.extend(records[failed_from:])
+        failed_at, refused = send_and_wait(
+            self._producer, records, self.config.delivery_timeout_ms / 1000 + 10
+        )
+        self._refused_send = refused or self._refused_send
+        if not failed_at:  # a login refused before, or a topic, is accepted now
+            self._refusals.accepted(self.bootstrap_servers)
+        failed = [record for i, record in enumerate(records) if i in failed_at]
         with self._lock:
             self._delivered += sum(r.events for r in records) - sum(r.events for r in failed)
         return failed
